@@ -1,0 +1,377 @@
+//! `gossamer`: run gpt-oss models. The logic lives in the library crates; this file parses
+//! arguments, prints results and turns errors into one clear line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gossamer_checkpoint::synth::{self, Preset, SynthOptions};
+use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
+use gossamer_engine::{GenerateOptions, SamplingParams, ASSISTANT_STOP_TOKENS};
+use gossamer_harmony::Tokenizer;
+use gossamer_model::{GptOss, Logits};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "gossamer",
+    version,
+    about = "Run OpenAI's gpt-oss models on your own machine"
+)]
+struct Cli {
+    /// Compute threads (default: every core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a model folder: config, layout, tensors, parameter and byte counts.
+    Inspect(InspectArgs),
+    /// Print the top next-token logits at every position of a token sequence.
+    Score(ScoreArgs),
+    /// Generate tokens from a prompt (token ids or plain text).
+    Generate(GenerateArgs),
+    /// Write a seeded random checkpoint in the official layout (for tests and benchmarks).
+    RandomCheckpoint(RandomCheckpointArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Model folder (Hugging Face layout, or `original/`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    tokens: Vec<u32>,
+    /// How many of the highest logits to print per position.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated prompt token ids.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "prompt",
+        required_unless_present = "prompt"
+    )]
+    tokens: Option<Vec<u32>>,
+    /// Prompt text, encoded with o200k_harmony as plain text (no chat template).
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExpertsArg {
+    Mxfp4,
+    Bf16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Hf,
+    Original,
+}
+
+#[derive(Args)]
+struct RandomCheckpointArgs {
+    /// tiny | small-vocab | 20b
+    #[arg(long)]
+    preset: Preset,
+    #[arg(long)]
+    seed: u64,
+    /// Output folder (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Override the number of layers.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Override the sliding window.
+    #[arg(long)]
+    sliding_window: Option<usize>,
+    #[arg(long, value_enum, default_value = "mxfp4")]
+    experts: ExpertsArg,
+    #[arg(long, value_enum, default_value = "hf")]
+    layout: LayoutArg,
+    /// Start a new shard file past this size.
+    #[arg(long, default_value_t = 5_000_000_000)]
+    max_shard_bytes: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    gossamer_kernels::threads::init(cli.threads);
+    let result = match cli.command {
+        Command::Inspect(a) => inspect(a),
+        Command::Score(a) => score(a),
+        Command::Generate(a) => generate(a),
+        Command::RandomCheckpoint(a) => random_checkpoint(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(dir: &Path) -> Result<Checkpoint> {
+    Checkpoint::open(dir).with_context(|| format!("cannot load model {}", dir.display()))
+}
+
+fn inspect(a: InspectArgs) -> Result<()> {
+    let ck = open(&a.model)?;
+    let stats = ck.stats();
+    let c = &ck.config;
+    let report = json!({
+        "model": ck.dir,
+        "layout": ck.layout,
+        "config_file": ck.config_path,
+        "files": ck.files,
+        "tensor_count": ck.tensor_count,
+        "bytes_on_disk": ck.bytes_on_disk,
+        "config": c,
+        "total_params": stats.total_params,
+        "active_params_per_token": stats.active_params,
+        "bytes_read_per_token": stats.bytes_per_token,
+        "kv_bytes_per_position": stats.kv_bytes_per_position,
+    });
+    if a.json {
+        println!("{report}");
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!("model        {}", ck.dir.display());
+    println!(
+        "layout       {} ({} files, {} tensors, {:.2} GiB on disk)",
+        ck.layout,
+        ck.files.len(),
+        ck.tensor_count,
+        gib(ck.bytes_on_disk)
+    );
+    println!(
+        "shape        {} layers, hidden {}, {} heads / {} kv heads × {}, {} experts (top {}), vocab {}",
+        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+        c.num_local_experts, c.num_experts_per_tok, c.vocab_size
+    );
+    println!("experts      {:?}", c.expert_format);
+    println!(
+        "attention    sliding window {} on even layers; context {}",
+        c.sliding_window, c.max_position_embeddings
+    );
+    println!(
+        "parameters   {:.3} B total, {:.3} B active per token",
+        stats.total_params as f64 / 1e9,
+        stats.active_params as f64 / 1e9
+    );
+    println!(
+        "per token    {:.3} GB of weights read; {} KiB of KV cache per position",
+        stats.bytes_per_token as f64 / 1e9,
+        stats.kv_bytes_per_position / 1024
+    );
+    Ok(())
+}
+
+fn score(a: ScoreArgs) -> Result<()> {
+    if a.top_k == 0 {
+        bail!("--top-k must be at least 1");
+    }
+    let ck = open(&a.model)?;
+    let model = GptOss::new(&ck);
+    let mut cache = model.new_cache();
+    let logits = model.forward(&a.tokens, &mut cache, Logits::All)?;
+    let vocab = model.config().vocab_size;
+    let positions: Vec<_> = logits
+        .chunks_exact(vocab)
+        .map(|row| {
+            let top: Vec<_> = top_k(row, a.top_k)
+                .into_iter()
+                .map(|(id, logit)| json!({"id": id, "logit": logit}))
+                .collect();
+            json!({"top": top})
+        })
+        .collect();
+    if a.json {
+        println!("{}", json!({"positions": positions}));
+    } else {
+        for (i, (p, t)) in positions.iter().zip(&a.tokens).enumerate() {
+            let tops: Vec<String> = p["top"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|e| format!("{}:{:.4}", e["id"], e["logit"].as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            println!("{i:5} {t:7} -> {}", tops.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// The `k` highest logits, descending; ties go to the lower id.
+fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    let k = k.min(row.len());
+    let cmp = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]).then(a.cmp(b));
+    idx.select_nth_unstable_by(k.saturating_sub(1), cmp);
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, row[i as usize])).collect()
+}
+
+fn generate(a: GenerateArgs) -> Result<()> {
+    let ck = open(&a.model)?;
+    let model = GptOss::new(&ck);
+    let tokenizer = Tokenizer::o200k_harmony();
+    let prompt = match (&a.tokens, &a.prompt) {
+        (Some(t), _) => t.clone(),
+        (None, Some(text)) => tokenizer.encode_ordinary(text),
+        (None, None) => bail!("give --tokens or --prompt"),
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_p: a.top_p,
+            top_k: a.top_k,
+            seed: a.seed,
+        },
+        stop_tokens: ASSISTANT_STOP_TOKENS.to_vec(),
+    };
+    let mut cache = model.new_cache();
+    let mut stdout = std::io::stdout().lock();
+    let json_out = a.json;
+    let mut streamed = Vec::new();
+    let g = gossamer_engine::generate(&model, &mut cache, &prompt, &opts, |t| {
+        if !json_out {
+            // Print whole characters as they complete; ids outside the tokenizer (random
+            // checkpoints with small vocabularies) print as <id>.
+            streamed.push(t);
+            if let Ok(bytes) = tokenizer.decode_bytes(&streamed) {
+                if let Ok(s) = std::str::from_utf8(&bytes) {
+                    let _ = write!(stdout, "{s}");
+                    let _ = stdout.flush();
+                    streamed.clear();
+                }
+            } else {
+                let _ = write!(stdout, "<{t}>");
+                streamed.clear();
+            }
+        }
+    })?;
+    let decode_tps = if g.tokens.len() > 1 {
+        (g.tokens.len() - 1) as f64 / g.decode_seconds
+    } else {
+        0.0
+    };
+    if json_out {
+        println!(
+            "{}",
+            json!({
+                "tokens": g.tokens,
+                "stop_reason": g.stop.as_str(),
+                "prompt_tokens": prompt.len(),
+                "prompt_seconds": g.prompt_seconds,
+                "prefill_tokens_per_second": prompt.len() as f64 / g.prompt_seconds,
+                "decode_seconds": g.decode_seconds,
+                "decode_tokens_per_second": decode_tps,
+            })
+        );
+    } else {
+        println!();
+        eprintln!(
+            "[{} prompt tokens at {:.1} tok/s; {} generated at {:.2} tok/s; stop: {}]",
+            prompt.len(),
+            prompt.len() as f64 / g.prompt_seconds,
+            g.tokens.len(),
+            decode_tps,
+            g.stop.as_str()
+        );
+    }
+    Ok(())
+}
+
+fn random_checkpoint(a: RandomCheckpointArgs) -> Result<()> {
+    let mut opts = SynthOptions::new(a.preset, a.seed);
+    opts.layers = a.layers;
+    opts.sliding_window = a.sliding_window;
+    opts.max_shard_bytes = a.max_shard_bytes;
+    opts.experts = match a.experts {
+        ExpertsArg::Mxfp4 => ExpertFormat::Mxfp4,
+        ExpertsArg::Bf16 => ExpertFormat::Bf16,
+    };
+    opts.layout = match a.layout {
+        LayoutArg::Hf => Layout::Hf,
+        LayoutArg::Original => Layout::Original,
+    };
+    if opts.layout == Layout::Original && opts.experts == ExpertFormat::Bf16 {
+        bail!("the original layout stores MXFP4 experts only");
+    }
+    if opts.layers == Some(0) {
+        bail!("--layers must be at least 1");
+    }
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("writing {}", a.out.display()));
+    synth::write_checkpoint(&opts, &a.out, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("cannot write checkpoint to {}", a.out.display()))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} ({} preset, seed {})",
+        a.out.display(),
+        a.preset.name(),
+        a.seed
+    );
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Causal grouped-query attention with learned sinks and an optional sliding window
+//! (spec §2.3 steps 5–8), f32 throughout.
+
+use rayon::prelude::*;
+
+/// Shapes shared by every call in a model.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Logit scale, `1/sqrt(head_dim)`.
+    pub scale: f32,
+}
+
+/// Keys and values of consecutive positions `first_pos, first_pos + 1, …`, each row
+/// `[kv_heads · head_dim]`.
+pub struct KvView<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub first_pos: usize,
+}
+
+/// Attends `n` query tokens at positions `q_pos, q_pos + 1, …` (`q`: `[n, heads·head_dim]`,
+/// already rotated) over `kv`, writing `out` (`[n, heads·head_dim]`). Query at position `p`
+/// sees keys `j ≤ p`, and with `window = Some(w)` only `j > p − w`. `sinks[h]` joins each
+/// head's softmax denominator unscaled, and its own probability is dropped.
+pub fn attention(
+    shape: AttentionShape,
+    q: &[f32],
+    q_pos: usize,
+    kv: &KvView,
+    window: Option<usize>,
+    sinks: &[f32],
+    out: &mut [f32],
+) {
+    let AttentionShape {
+        heads,
+        kv_heads,
+        head_dim,
+        scale,
+    } = shape;
+    let (qw, kvw) = (heads * head_dim, kv_heads * head_dim);
+    let n = q.len() / qw;
+    assert_eq!(out.len(), n * qw);
+    assert_eq!(kv.k.len(), kv.v.len());
+    let n_keys = kv.k.len() / kvw;
+    assert!(
+        q_pos + n <= kv.first_pos + n_keys,
+        "attention: keys must reach the last query position"
+    );
+    let group = heads / kv_heads;
+    out.par_chunks_mut(head_dim)
+        .enumerate()
+        .for_each(|(idx, o)| {
+            let (t, h) = (idx / heads, idx % heads);
+            let pos = q_pos + t;
+            let mut lo = kv.first_pos;
+            if let Some(w) = window {
+                lo = lo.max((pos + 1).saturating_sub(w));
+            }
+            let g = h / group;
+            let qh = &q[t * qw + h * head_dim..t * qw + (h + 1) * head_dim];
+            let keys = lo - kv.first_pos..pos + 1 - kv.first_pos;
+            let mut scores: Vec<f32> = keys
+                .clone()
+                .map(|j| {
+                    let kj = &kv.k[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
+                    qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale
+                })
+                .collect();
+            let max = scores.iter().copied().fold(sinks[h], f32::max);
+            let mut denom = (sinks[h] - max).exp();
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                denom += *s;
+            }
+            o.fill(0.0);
+            for (j, p) in keys.zip(&scores) {
+                let vj = &kv.v[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
+                let w = p / denom;
+                for (oo, vv) in o.iter_mut().zip(vj) {
+                    *oo += w * vv;
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_sink_example() {
+        // One key with scaled logit 1.0 and sink 0.5 → p = e/(e + e^0.5) = 0.6224593.
+        let shape = AttentionShape {
+            heads: 1,
+            kv_heads: 1,
+            head_dim: 2,
+            scale: 1.0,
+        };
+        let q = [1.0f32, 0.0];
+        let kv = KvView {
+            k: &[1.0, 0.0],
+            v: &[2.0, -4.0],
+            first_pos: 0,
+        };
+        let mut out = [0f32; 2];
+        attention(shape, &q, 0, &kv, None, &[0.5], &mut out);
+        assert!((out[0] - 2.0 * 0.6224593).abs() < 1e-6);
+        assert!((out[1] + 4.0 * 0.6224593).abs() < 1e-6);
+    }
+
+    #[test]
+    fn window_limits_keys_and_gqa_maps_heads() {
+        // 2 query heads share one KV head; window 2 → position 3 sees keys 2 and 3 only.
+        let shape = AttentionShape {
+            heads: 2,
+            kv_heads: 1,
+            head_dim: 1,
+            scale: 1.0,
+        };
+        let k = [0.0f32, 0.0, 0.0, 0.0];
+        let v = [100.0f32, 100.0, 1.0, 3.0];
+        let kv = KvView {
+            k: &k,
+            v: &v,
+            first_pos: 0,
+        };
+        let q = [1.0f32, 1.0];
+        let mut out = [0f32; 2];
+        // Sink −inf-like: equal scores → mean of visible values.
+        attention(shape, &q, 3, &kv, Some(2), &[-1e9, -1e9], &mut out);
+        assert!((out[0] - 2.0).abs() < 1e-6 && (out[1] - 2.0).abs() < 1e-6);
+        attention(shape, &q, 3, &kv, None, &[-1e9, -1e9], &mut out);
+        assert!((out[0] - 51.0).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,245 @@
+//! `y = W·x + b` for a batch of token vectors, over the three stored weight formats.
+
+use rayon::prelude::*;
+
+use crate::{bf16, mxfp4};
+
+/// A weight matrix of logical shape `[rows (out), cols (in)]`, as stored.
+#[derive(Clone, Copy, Debug)]
+pub enum Weight<'a> {
+    /// bf16, row-major `[rows, cols]`.
+    Bf16(&'a [u16]),
+    /// MXFP4: `blocks [rows, cols/32, 16]`, `scales [rows, cols/32]`.
+    Mxfp4 { blocks: &'a [u8], scales: &'a [u8] },
+    /// bf16 stored transposed, `[cols, rows]` (Hugging Face's dense expert orientation).
+    Bf16Transposed(&'a [u16]),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    pub weight: Weight<'a>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    pub fn bf16(w: &'a [u16], rows: usize, cols: usize) -> Self {
+        assert_eq!(w.len(), rows * cols, "bf16 matrix size");
+        Matrix {
+            weight: Weight::Bf16(w),
+            rows,
+            cols,
+        }
+    }
+
+    pub fn mxfp4(blocks: &'a [u8], scales: &'a [u8], rows: usize, cols: usize) -> Self {
+        assert!(
+            cols % mxfp4::BLOCK_ELEMS == 0,
+            "MXFP4 columns must be a multiple of 32"
+        );
+        assert_eq!(
+            scales.len(),
+            rows * cols / mxfp4::BLOCK_ELEMS,
+            "MXFP4 scales size"
+        );
+        assert_eq!(
+            blocks.len(),
+            scales.len() * mxfp4::BLOCK_BYTES,
+            "MXFP4 blocks size"
+        );
+        Matrix {
+            weight: Weight::Mxfp4 { blocks, scales },
+            rows,
+            cols,
+        }
+    }
+
+    pub fn bf16_transposed(w: &'a [u16], rows: usize, cols: usize) -> Self {
+        assert_eq!(w.len(), rows * cols, "bf16 matrix size");
+        Matrix {
+            weight: Weight::Bf16Transposed(w),
+            rows,
+            cols,
+        }
+    }
+
+    /// `W[r]·x` for one row (row-major formats only).
+    #[inline]
+    fn dot_row(&self, r: usize, x: &[f32]) -> f32 {
+        match self.weight {
+            Weight::Bf16(w) => bf16::dot(&w[r * self.cols..(r + 1) * self.cols], x),
+            Weight::Mxfp4 { blocks, scales } => {
+                let g = self.cols / mxfp4::BLOCK_ELEMS;
+                mxfp4::dot_row(
+                    &blocks[r * g * mxfp4::BLOCK_BYTES..(r + 1) * g * mxfp4::BLOCK_BYTES],
+                    &scales[r * g..(r + 1) * g],
+                    x,
+                )
+            }
+            Weight::Bf16Transposed(_) => unreachable!("transposed weights are not read by row"),
+        }
+    }
+
+    /// `out[k] = (W·x)[r0 + k]` for the rows `r0..r0+out.len()`, one token.
+    fn rows_into(&self, r0: usize, x: &[f32], out: &mut [f32]) {
+        match self.weight {
+            Weight::Bf16Transposed(w) => {
+                out.fill(0.0);
+                let width = out.len();
+                for (i, &xi) in x.iter().enumerate() {
+                    let start = i * self.rows + r0;
+                    bf16::axpy(xi, &w[start..start + width], out);
+                }
+            }
+            _ => {
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = self.dot_row(r0 + k, x);
+                }
+            }
+        }
+    }
+}
+
+/// Rows per parallel task: enough work to amortise scheduling, enough tasks to balance.
+fn rows_per_task(m: &Matrix, n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_balance = m.rows.div_ceil(threads * 8);
+    // Aim for at least ~32k multiply-adds per task.
+    let by_work = (32 * 1024 / (m.cols * n).max(1)).max(1);
+    by_balance.max(by_work).clamp(1, m.rows.max(1))
+}
+
+/// `y[t] = W·x[t] + bias` for `n` tokens: `x` is `[n, cols]`, `y` is `[n, rows]`.
+pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
+    assert_eq!(x.len(), n * m.cols, "linear: input size");
+    assert_eq!(y.len(), n * m.rows, "linear: output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), m.rows, "linear: bias size");
+    }
+    let chunk = rows_per_task(m, n);
+    if n == 1 {
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            let r0 = c * chunk;
+            m.rows_into(r0, x, out);
+            if let Some(b) = bias {
+                for (o, &bb) in out.iter_mut().zip(&b[r0..]) {
+                    *o += bf16::to_f32(bb);
+                }
+            }
+        });
+        return;
+    }
+    // Several tokens: each task owns a band of rows and runs every token through it while the
+    // band's weights are in cache, then the bands are scattered into token-major order.
+    let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let r0 = c * chunk;
+            let width = chunk.min(m.rows - r0);
+            let mut band = vec![0f32; n * width];
+            match m.weight {
+                Weight::Bf16Transposed(_) => {
+                    for t in 0..n {
+                        m.rows_into(
+                            r0,
+                            &x[t * m.cols..(t + 1) * m.cols],
+                            &mut band[t * width..(t + 1) * width],
+                        );
+                    }
+                }
+                _ => {
+                    for k in 0..width {
+                        for t in 0..n {
+                            band[t * width + k] =
+                                m.dot_row(r0 + k, &x[t * m.cols..(t + 1) * m.cols]);
+                        }
+                    }
+                }
+            }
+            (r0, band)
+        })
+        .collect();
+    for (r0, band) in bands {
+        let width = band.len() / n;
+        for t in 0..n {
+            y[t * m.rows + r0..t * m.rows + r0 + width]
+                .copy_from_slice(&band[t * width..(t + 1) * width]);
+        }
+    }
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(m.rows) {
+            for (o, &bb) in row.iter_mut().zip(b) {
+                *o += bf16::to_f32(bb);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf(x: f32) -> u16 {
+        half::bf16::from_f32(x).to_bits()
+    }
+
+    /// Plain triple loop over decoded f64 weights: the oracle for every format and batch size.
+    fn naive(w: &[f32], rows: usize, cols: usize, bias: &[f32], x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; n * rows];
+        for t in 0..n {
+            for r in 0..rows {
+                let mut s = bias[r] as f64;
+                for c in 0..cols {
+                    s += w[r * cols + c] as f64 * x[t * cols + c] as f64;
+                }
+                y[t * rows + r] = s as f32;
+            }
+        }
+        y
+    }
+
+    fn check(m: &Matrix, dense: &[f32], n: usize) {
+        let bias: Vec<u16> = (0..m.rows).map(|r| bf((r as f32 * 0.1).sin())).collect();
+        let biasf: Vec<f32> = bias.iter().map(|&b| bf16::to_f32(b)).collect();
+        let x: Vec<f32> = (0..n * m.cols)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.17)
+            .collect();
+        let mut y = vec![0f32; n * m.rows];
+        linear(m, Some(&bias), &x, n, &mut y);
+        let expect = naive(dense, m.rows, m.cols, &biasf, &x, n);
+        for (a, b) in y.iter().zip(&expect) {
+            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn all_formats_match_naive() {
+        let (rows, cols) = (70, 96);
+        let dense: Vec<f32> = (0..rows * cols)
+            .map(|i| half::bf16::from_f32(((i * 31 % 17) as f32 - 8.0) * 0.05).to_f32())
+            .collect();
+        let w: Vec<u16> = dense.iter().map(|&v| bf(v)).collect();
+        let mut wt = vec![0u16; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                wt[c * rows + r] = w[r * cols + c];
+            }
+        }
+        let blocks: Vec<u8> = (0..rows * cols / 2).map(|i| (i * 77 + 5) as u8).collect();
+        let scales: Vec<u8> = (0..rows * cols / 32).map(|i| 120 + (i % 5) as u8).collect();
+        let mut dense4 = vec![0f32; rows * cols];
+        for r in 0..rows {
+            let g = cols / 32;
+            mxfp4::decode_row(
+                &blocks[r * g * 16..(r + 1) * g * 16],
+                &scales[r * g..(r + 1) * g],
+                &mut dense4[r * cols..(r + 1) * cols],
+            );
+        }
+        for n in [1, 3, 8] {
+            check(&Matrix::bf16(&w, rows, cols), &dense, n);
+            check(&Matrix::bf16_transposed(&wt, rows, cols), &dense, n);
+            check(&Matrix::mxfp4(&blocks, &scales, rows, cols), &dense4, n);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The gpt-oss forward pass.
+//!
+//! Mirrors Hugging Face `transformers`' `models/gpt_oss/modeling_gpt_oss.py` (itself a port of
+//! OpenAI's `gpt_oss/torch/model.py`): embedding → L × (RMSNorm → attention with sinks,
+//! sliding window on even layers, YaRN RoPE → residual; RMSNorm → top-k router → clamped
+//! SwiGLU experts → residual) → RMSNorm → unembedding. Activations are f32; weights are read
+//! in place from the memory-mapped checkpoint (bf16 and MXFP4 decoded inside the kernels).
+
+mod cache;
+mod model;
+
+pub use cache::KvCache;
+pub use model::{GptOss, Logits, ModelError};

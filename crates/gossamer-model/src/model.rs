@@ -1,0 +1,288 @@
+//! The forward pass, written once for every weight format.
+
+use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
+use gossamer_kernels::attention::{attention, AttentionShape, KvView};
+use gossamer_kernels::linear::{linear, Matrix};
+use gossamer_kernels::rope::{Rope, YarnParams};
+use gossamer_kernels::{bf16, moe, norm};
+use rayon::prelude::*;
+
+use crate::cache::KvCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("token id {id} is outside the vocabulary (0..{vocab})")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("context full: {needed} positions requested, the model supports {max}")]
+    ContextFull { needed: usize, max: usize },
+    #[error("no tokens to process")]
+    Empty,
+    #[error("the KV cache belongs to a model of a different shape")]
+    CacheMismatch,
+}
+
+/// Which positions need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (scoring).
+    All,
+}
+
+/// Tokens per unembedding call when every position needs logits: bounds the scratch memory
+/// (tokens × vocab floats) while still reusing each weight row across tokens.
+const UNEMBED_CHUNK: usize = 32;
+
+pub struct GptOss {
+    cfg: ModelConfig,
+    w: Weights,
+    rope: Rope,
+    /// Per layer, widened once: tiny, and read by every attention head.
+    sinks: Vec<Vec<f32>>,
+}
+
+impl GptOss {
+    pub fn new(ckpt: &Checkpoint) -> GptOss {
+        let cfg = ckpt.config.clone();
+        let rope = Rope::new(&YarnParams {
+            head_dim: cfg.head_dim,
+            theta: cfg.rope.theta,
+            factor: cfg.rope.factor,
+            beta_fast: cfg.rope.beta_fast,
+            beta_slow: cfg.rope.beta_slow,
+            original_max_position_embeddings: cfg.rope.original_max_position_embeddings,
+            truncate: cfg.rope.truncate,
+            attention_factor: cfg.rope.attention_factor,
+        });
+        let sinks = ckpt
+            .weights
+            .layers
+            .iter()
+            .map(|l| bf16::to_f32_vec(l.sinks.as_u16()))
+            .collect();
+        GptOss {
+            cfg,
+            w: ckpt.weights.clone(),
+            rope,
+            sinks,
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.cfg)
+    }
+
+    /// Runs `tokens` (continuing the sequence in `cache`) and returns logits, `[rows, vocab]`
+    /// row-major, for the last token or for every token.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        want: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
+        let cfg = &self.cfg;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::Empty);
+        }
+        if cache.layers.len() != cfg.num_hidden_layers || cache.kv_dim != cfg.kv_dim() {
+            return Err(ModelError::CacheMismatch);
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab: cfg.vocab_size,
+            });
+        }
+        let needed = cache.len + n;
+        if needed > cfg.max_position_embeddings {
+            return Err(ModelError::ContextFull {
+                needed,
+                max: cfg.max_position_embeddings,
+            });
+        }
+        let h = cfg.hidden_size;
+        let eps = cfg.rms_norm_eps as f32;
+        let p0 = cache.len;
+
+        let mut x = vec![0f32; n * h];
+        let table = self.w.embedding.as_u16();
+        for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
+            let t = t as usize;
+            for (o, &b) in row.iter_mut().zip(&table[t * h..(t + 1) * h]) {
+                *o = bf16::to_f32(b);
+            }
+        }
+
+        // cos/sin per new position, shared by every layer.
+        let half = cfg.head_dim / 2;
+        let mut cos = vec![0f32; n * half];
+        let mut sin = vec![0f32; n * half];
+        for t in 0..n {
+            self.rope.cos_sin(
+                p0 + t,
+                &mut cos[t * half..(t + 1) * half],
+                &mut sin[t * half..(t + 1) * half],
+            );
+        }
+
+        let mut normed = vec![0f32; n * h];
+        for (l, layer) in self.w.layers.iter().enumerate() {
+            // Attention block.
+            norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed);
+            let mut q = project(&layer.q, &normed, n);
+            let mut k = project(&layer.k, &normed, n);
+            let v = project(&layer.v, &normed, n);
+            for t in 0..n {
+                let (c, s) = (
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
+                self.rope
+                    .apply(&mut q[t * cfg.q_dim()..(t + 1) * cfg.q_dim()], c, s);
+                self.rope
+                    .apply(&mut k[t * cfg.kv_dim()..(t + 1) * cfg.kv_dim()], c, s);
+            }
+            let kv = &mut cache.layers[l];
+            kv.append(&k, &v);
+            let mut attn = vec![0f32; n * cfg.q_dim()];
+            attention(
+                AttentionShape {
+                    heads: cfg.num_attention_heads,
+                    kv_heads: cfg.num_key_value_heads,
+                    head_dim: cfg.head_dim,
+                    scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+                },
+                &q,
+                p0,
+                &KvView {
+                    k: &kv.k,
+                    v: &kv.v,
+                    first_pos: kv.first_pos,
+                },
+                kv.window,
+                &self.sinks[l],
+                &mut attn,
+            );
+            kv.trim(cfg.kv_dim());
+            let o = project(&layer.o, &attn, n);
+            add_into(&mut x, &o);
+
+            // Mixture-of-experts block.
+            norm::rms_norm(&x, layer.mlp_norm.as_u16(), eps, &mut normed);
+            let router_logits = project(&layer.router, &normed, n);
+            let moe_out = self.experts(l, &normed, &router_logits, n);
+            add_into(&mut x, &moe_out);
+        }
+        cache.len += n;
+
+        let rows: &[f32] = match want {
+            Logits::Last => &x[(n - 1) * h..],
+            Logits::All => &x,
+        };
+        let m = rows.len() / h;
+        let mut normed = vec![0f32; m * h];
+        norm::rms_norm(rows, self.w.final_norm.as_u16(), eps, &mut normed);
+        let vocab = cfg.vocab_size;
+        let unembed = Matrix::bf16(self.w.unembedding.weight.as_u16(), vocab, h);
+        let mut logits = vec![0f32; m * vocab];
+        for (xs, ys) in normed
+            .chunks(UNEMBED_CHUNK * h)
+            .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
+        {
+            linear(&unembed, None, xs, xs.len() / h, ys);
+        }
+        Ok(logits)
+    }
+
+    /// Routes each token to its top-k experts and sums their weighted outputs. Tokens are
+    /// grouped by expert so each expert's weights are read once per step.
+    fn experts(&self, l: usize, x: &[f32], router_logits: &[f32], n: usize) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let (h, inter, e_count) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+        );
+        let ex = &self.w.layers[l].experts;
+        let routes: Vec<Vec<(usize, f32)>> = router_logits
+            .chunks_exact(e_count)
+            .map(|r| moe::route(r, cfg.num_experts_per_tok))
+            .collect();
+        let mut out = vec![0f32; n * h];
+        for e in 0..e_count {
+            let users: Vec<(usize, f32)> = routes
+                .iter()
+                .enumerate()
+                .filter_map(|(t, r)| r.iter().find(|(ee, _)| *ee == e).map(|&(_, w)| (t, w)))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            let m = users.len();
+            let mut xs = Vec::with_capacity(m * h);
+            for &(t, _) in &users {
+                xs.extend_from_slice(&x[t * h..(t + 1) * h]);
+            }
+            let gate_up = expert_matrix(&ex.gate_up, e, 2 * inter, h);
+            let gu_bias = &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter];
+            let mut gu = vec![0f32; m * 2 * inter];
+            linear(&gate_up, Some(gu_bias), &xs, m, &mut gu);
+            let mut act = vec![0f32; m * inter];
+            act.par_chunks_mut(inter)
+                .zip(gu.par_chunks(2 * inter))
+                .for_each(|(a, g)| moe::swiglu(g, cfg.swiglu_limit, a));
+            let down = expert_matrix(&ex.down, e, h, inter);
+            let down_bias = &ex.down_bias.as_u16()[e * h..(e + 1) * h];
+            let mut y = vec![0f32; m * h];
+            linear(&down, Some(down_bias), &act, m, &mut y);
+            for (i, &(t, w)) in users.iter().enumerate() {
+                for (o, &v) in out[t * h..(t + 1) * h]
+                    .iter_mut()
+                    .zip(&y[i * h..(i + 1) * h])
+                {
+                    *o += w * v;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn project(lin: &Linear, x: &[f32], n: usize) -> Vec<f32> {
+    let m = Matrix::bf16(lin.weight.as_u16(), lin.rows, lin.cols);
+    let mut y = vec![0f32; n * lin.rows];
+    linear(&m, lin.bias.as_ref().map(|b| b.as_u16()), x, n, &mut y);
+    y
+}
+
+/// Expert `e`'s `[rows, cols]` matrix as a view into the stacked tensor.
+fn expert_matrix(m: &ExpertMatrix, e: usize, rows: usize, cols: usize) -> Matrix<'_> {
+    match m {
+        ExpertMatrix::Mxfp4 { blocks, scales } => {
+            let groups = rows * cols / 32;
+            Matrix::mxfp4(
+                &blocks.as_bytes()[e * groups * 16..(e + 1) * groups * 16],
+                &scales.as_bytes()[e * groups..(e + 1) * groups],
+                rows,
+                cols,
+            )
+        }
+        ExpertMatrix::Bf16InOut { weight } => Matrix::bf16_transposed(
+            &weight.as_u16()[e * rows * cols..(e + 1) * rows * cols],
+            rows,
+            cols,
+        ),
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
