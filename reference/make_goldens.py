@@ -192,6 +192,8 @@ def load_model(ckpt: str, dtype: torch.dtype):
         raise GoldenError(f"model parameters not on CPU: {devices}")
     if model.config._attn_implementation != "eager":
         raise GoldenError(f"attention implementation is {model.config._attn_implementation}")
+    if model.config._experts_implementation != "eager":
+        raise GoldenError(f"experts implementation is {model.config._experts_implementation}")
     return model, raw_config, overrides, load_warnings, is_mxfp4
 
 

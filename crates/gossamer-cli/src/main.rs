@@ -220,18 +220,21 @@ fn score(a: ScoreArgs) -> Result<()> {
     let ck = open(&a.model)?;
     let model = GptOss::new(&ck);
     let mut cache = model.new_cache();
-    let logits = model.forward(&a.tokens, &mut cache, Logits::All)?;
     let vocab = model.config().vocab_size;
-    let positions: Vec<_> = logits
-        .chunks_exact(vocab)
-        .map(|row| {
+    // Chunks through the KV cache (identical to one pass, see the model's tests) keep the
+    // logits buffer at SCORE_CHUNK × vocab floats however long the sequence.
+    const SCORE_CHUNK: usize = 256;
+    let mut positions = Vec::with_capacity(a.tokens.len());
+    for chunk in a.tokens.chunks(SCORE_CHUNK) {
+        let logits = model.forward(chunk, &mut cache, Logits::All)?;
+        positions.extend(logits.chunks_exact(vocab).map(|row| {
             let top: Vec<_> = top_k(row, a.top_k)
                 .into_iter()
                 .map(|(id, logit)| json!({"id": id, "logit": logit}))
                 .collect();
             json!({"top": top})
-        })
-        .collect();
+        }));
+    }
     if a.json {
         println!("{}", json!({"positions": positions}));
     } else {
