@@ -89,21 +89,16 @@ impl Checkpoint {
         let has_hf_weights = dir.join("model.safetensors").exists()
             || dir.join("model.safetensors.index.json").exists();
         let original = dir.join("original");
-        let original_dir = if original.join("config.json").exists() {
-            Some(original)
-        } else if hf_config.exists() && !has_hf_weights && is_original_config(&hf_config) {
-            Some(dir.to_path_buf())
-        } else {
-            None
-        };
-
-        if hf_config.exists() && (has_hf_weights || original_dir.is_none()) {
-            Self::open_hf(dir)
-        } else if let Some(odir) = original_dir {
-            Self::open_original(dir, &odir)
+        if hf_config.exists() && is_original_config(&hf_config) {
+            // `--model` names an `original/` folder itself.
+            Self::open_original(dir, dir)
         } else if has_hf_weights {
-            // Weights but no config: the config is what is missing.
-            Err(CheckpointError::MissingFile { path: hf_config })
+            // A missing or broken config.json is reported, not bypassed via `original/`.
+            Self::open_hf(dir)
+        } else if original.join("config.json").exists() {
+            Self::open_original(dir, &original)
+        } else if hf_config.exists() {
+            Self::open_hf(dir)
         } else {
             Err(CheckpointError::NotACheckpoint {
                 dir: dir.to_path_buf(),

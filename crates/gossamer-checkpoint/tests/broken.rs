@@ -70,6 +70,36 @@ fn missing_folder() {
 }
 
 #[test]
+fn empty_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = open_err(dir.path());
+    assert!(
+        msg.starts_with(&format!(
+            "{}: no gpt-oss checkpoint found",
+            dir.path().display()
+        )),
+        "{msg}"
+    );
+}
+
+#[test]
+fn weights_without_config_in_a_folder_that_also_has_original() {
+    // A missing config.json is reported even when an original/ folder could be read instead.
+    let dir = make(false);
+    std::fs::create_dir(dir.path().join("original")).unwrap();
+    std::fs::write(dir.path().join("original/config.json"), "{}").unwrap();
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let msg = open_err(dir.path());
+    assert_eq!(
+        msg,
+        format!(
+            "{}: file not found",
+            dir.path().join("config.json").display()
+        )
+    );
+}
+
+#[test]
 fn missing_config() {
     let dir = make(false);
     std::fs::remove_file(dir.path().join("config.json")).unwrap();

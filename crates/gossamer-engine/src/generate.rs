@@ -75,7 +75,10 @@ pub fn generate(
                 decode_seconds: decode_start.elapsed().as_secs_f64(),
             });
         }
-        if tokens.len() >= opts.max_tokens {
+        // A full context ends the turn like the token budget does (OpenAI's "length"),
+        // keeping what was generated instead of failing the whole request.
+        if tokens.len() >= opts.max_tokens || cache.len() >= model.config().max_position_embeddings
+        {
             return Ok(Generation {
                 tokens,
                 stop: StopReason::Length,

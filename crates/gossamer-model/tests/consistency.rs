@@ -109,6 +109,10 @@ fn original_layout_matches_hugging_face_layout() {
     assert_eq!(orig.config, hf.config);
     let toks = tokens(12, hf.config.vocab_size, 3);
     assert_eq!(full_logits(&hf, &toks), full_logits(&orig, &toks));
+    // `--model` may also name the `original/` folder itself.
+    let direct = Checkpoint::open(&orig.dir.join("original")).unwrap();
+    assert_eq!(direct.layout, Layout::Original);
+    assert_eq!(full_logits(&direct, &toks), full_logits(&hf, &toks));
 }
 
 #[test]
