@@ -72,291 +72,160 @@ impl TensorSpec {
 
 /// Every tensor a checkpoint of this config and layout must contain, in file order.
 pub fn expected_tensors(cfg: &ModelConfig, layout: Layout) -> Vec<TensorSpec> {
-    let h = cfg.hidden_size;
-    let i2 = 2 * cfg.intermediate_size;
+    let mut roles = vec![Role::Embedding];
+    for l in 0..cfg.num_hidden_layers {
+        let attention: &[Role] = match layout {
+            Layout::Hf => &[
+                Role::AttnNorm(l),
+                Role::QWeight(l),
+                Role::QBias(l),
+                Role::KWeight(l),
+                Role::KBias(l),
+                Role::VWeight(l),
+                Role::VBias(l),
+                Role::OWeight(l),
+                Role::OBias(l),
+                Role::Sinks(l),
+            ],
+            Layout::Original => &[
+                Role::AttnNorm(l),
+                Role::QkvWeight(l),
+                Role::QkvBias(l),
+                Role::Sinks(l),
+                Role::OWeight(l),
+                Role::OBias(l),
+            ],
+        };
+        roles.extend_from_slice(attention);
+        roles.extend([Role::MlpNorm(l), Role::RouterWeight(l), Role::RouterBias(l)]);
+        match cfg.expert_format {
+            ExpertFormat::Mxfp4 => roles.extend([
+                Role::GateUpBlocks(l),
+                Role::GateUpScales(l),
+                Role::GateUpBias(l),
+                Role::DownBlocks(l),
+                Role::DownScales(l),
+                Role::DownBias(l),
+            ]),
+            ExpertFormat::Bf16 => roles.extend([
+                Role::GateUpDense(l),
+                Role::GateUpBias(l),
+                Role::DownDense(l),
+                Role::DownBias(l),
+            ]),
+        }
+    }
+    roles.extend([Role::FinalNorm, Role::Unembedding]);
+    roles
+        .into_iter()
+        .map(|role| {
+            let (dtype, shape) = dtype_and_shape(cfg, role);
+            TensorSpec {
+                role,
+                name: tensor_name(role, layout).expect("role stored in this layout"),
+                dtype,
+                shape,
+            }
+        })
+        .collect()
+}
+
+/// The stored element type and shape of a role's tensor.
+pub fn dtype_and_shape(cfg: &ModelConfig, role: Role) -> (Dtype, Vec<usize>) {
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
     let e = cfg.num_local_experts;
     let (q, kv) = (cfg.q_dim(), cfg.kv_dim());
-    let mut out = Vec::new();
-    let mut push = |role: Role, name: String, dtype: Dtype, shape: Vec<usize>| {
-        out.push(TensorSpec {
-            role,
-            name,
-            dtype,
-            shape,
-        })
+    let bf = |shape: Vec<usize>| (Dtype::BF16, shape);
+    let u8 = |shape: Vec<usize>| (Dtype::U8, shape);
+    match role {
+        Role::Embedding | Role::Unembedding => bf(vec![cfg.vocab_size, h]),
+        Role::FinalNorm | Role::AttnNorm(_) | Role::MlpNorm(_) | Role::OBias(_) => bf(vec![h]),
+        Role::QkvWeight(_) => bf(vec![cfg.qkv_dim(), h]),
+        Role::QkvBias(_) => bf(vec![cfg.qkv_dim()]),
+        Role::QWeight(_) => bf(vec![q, h]),
+        Role::QBias(_) => bf(vec![q]),
+        Role::KWeight(_) | Role::VWeight(_) => bf(vec![kv, h]),
+        Role::KBias(_) | Role::VBias(_) => bf(vec![kv]),
+        Role::OWeight(_) => bf(vec![h, q]),
+        Role::Sinks(_) => bf(vec![cfg.num_attention_heads]),
+        Role::RouterWeight(_) => bf(vec![e, h]),
+        Role::RouterBias(_) => bf(vec![e]),
+        // MXFP4 keeps [out, in] with 32-element blocks along `in`.
+        Role::GateUpBlocks(_) => u8(vec![e, 2 * i, h / 32, 16]),
+        Role::GateUpScales(_) => u8(vec![e, 2 * i, h / 32]),
+        Role::DownBlocks(_) => u8(vec![e, h, i / 32, 16]),
+        Role::DownScales(_) => u8(vec![e, h, i / 32]),
+        // Dense experts are Hugging Face's in-memory [in, out].
+        Role::GateUpDense(_) => bf(vec![e, h, 2 * i]),
+        Role::DownDense(_) => bf(vec![e, i, h]),
+        Role::GateUpBias(_) => bf(vec![e, 2 * i]),
+        Role::DownBias(_) => bf(vec![e, h]),
+    }
+}
+
+/// A role's tensor name in a layout (spec §3.1, §3.2); `None` for the roles a layout does not
+/// store (split q/k/v in the reference layout, fused qkv in Hugging Face's, dense experts in
+/// the reference layout).
+pub fn tensor_name(role: Role, layout: Layout) -> Option<String> {
+    let hf = |l: usize, suffix: &str| format!("model.layers.{l}.{suffix}");
+    let orig = |l: usize, suffix: &str| format!("block.{l}.{suffix}");
+    let name = match (layout, role) {
+        (Layout::Hf, Role::Embedding) => "model.embed_tokens.weight".into(),
+        (Layout::Hf, Role::FinalNorm) => "model.norm.weight".into(),
+        (Layout::Hf, Role::Unembedding) => "lm_head.weight".into(),
+        (Layout::Hf, Role::AttnNorm(l)) => hf(l, "input_layernorm.weight"),
+        (Layout::Hf, Role::QWeight(l)) => hf(l, "self_attn.q_proj.weight"),
+        (Layout::Hf, Role::QBias(l)) => hf(l, "self_attn.q_proj.bias"),
+        (Layout::Hf, Role::KWeight(l)) => hf(l, "self_attn.k_proj.weight"),
+        (Layout::Hf, Role::KBias(l)) => hf(l, "self_attn.k_proj.bias"),
+        (Layout::Hf, Role::VWeight(l)) => hf(l, "self_attn.v_proj.weight"),
+        (Layout::Hf, Role::VBias(l)) => hf(l, "self_attn.v_proj.bias"),
+        (Layout::Hf, Role::OWeight(l)) => hf(l, "self_attn.o_proj.weight"),
+        (Layout::Hf, Role::OBias(l)) => hf(l, "self_attn.o_proj.bias"),
+        (Layout::Hf, Role::Sinks(l)) => hf(l, "self_attn.sinks"),
+        (Layout::Hf, Role::MlpNorm(l)) => hf(l, "post_attention_layernorm.weight"),
+        (Layout::Hf, Role::RouterWeight(l)) => hf(l, "mlp.router.weight"),
+        (Layout::Hf, Role::RouterBias(l)) => hf(l, "mlp.router.bias"),
+        (Layout::Hf, Role::GateUpBlocks(l)) => hf(l, "mlp.experts.gate_up_proj_blocks"),
+        (Layout::Hf, Role::GateUpScales(l)) => hf(l, "mlp.experts.gate_up_proj_scales"),
+        (Layout::Hf, Role::GateUpDense(l)) => hf(l, "mlp.experts.gate_up_proj"),
+        (Layout::Hf, Role::GateUpBias(l)) => hf(l, "mlp.experts.gate_up_proj_bias"),
+        (Layout::Hf, Role::DownBlocks(l)) => hf(l, "mlp.experts.down_proj_blocks"),
+        (Layout::Hf, Role::DownScales(l)) => hf(l, "mlp.experts.down_proj_scales"),
+        (Layout::Hf, Role::DownDense(l)) => hf(l, "mlp.experts.down_proj"),
+        (Layout::Hf, Role::DownBias(l)) => hf(l, "mlp.experts.down_proj_bias"),
+        (Layout::Original, Role::Embedding) => "embedding.weight".into(),
+        (Layout::Original, Role::FinalNorm) => "norm.scale".into(),
+        (Layout::Original, Role::Unembedding) => "unembedding.weight".into(),
+        (Layout::Original, Role::AttnNorm(l)) => orig(l, "attn.norm.scale"),
+        (Layout::Original, Role::QkvWeight(l)) => orig(l, "attn.qkv.weight"),
+        (Layout::Original, Role::QkvBias(l)) => orig(l, "attn.qkv.bias"),
+        (Layout::Original, Role::Sinks(l)) => orig(l, "attn.sinks"),
+        (Layout::Original, Role::OWeight(l)) => orig(l, "attn.out.weight"),
+        (Layout::Original, Role::OBias(l)) => orig(l, "attn.out.bias"),
+        (Layout::Original, Role::MlpNorm(l)) => orig(l, "mlp.norm.scale"),
+        (Layout::Original, Role::RouterWeight(l)) => orig(l, "mlp.gate.weight"),
+        (Layout::Original, Role::RouterBias(l)) => orig(l, "mlp.gate.bias"),
+        (Layout::Original, Role::GateUpBlocks(l)) => orig(l, "mlp.mlp1_weight.blocks"),
+        (Layout::Original, Role::GateUpScales(l)) => orig(l, "mlp.mlp1_weight.scales"),
+        (Layout::Original, Role::GateUpBias(l)) => orig(l, "mlp.mlp1_bias"),
+        (Layout::Original, Role::DownBlocks(l)) => orig(l, "mlp.mlp2_weight.blocks"),
+        (Layout::Original, Role::DownScales(l)) => orig(l, "mlp.mlp2_weight.scales"),
+        (Layout::Original, Role::DownBias(l)) => orig(l, "mlp.mlp2_bias"),
+        (Layout::Hf, Role::QkvWeight(_) | Role::QkvBias(_)) => return None,
+        (
+            Layout::Original,
+            Role::QWeight(_)
+            | Role::KWeight(_)
+            | Role::VWeight(_)
+            | Role::QBias(_)
+            | Role::KBias(_)
+            | Role::VBias(_)
+            | Role::GateUpDense(_)
+            | Role::DownDense(_),
+        ) => return None,
     };
-    let bf = Dtype::BF16;
-    match layout {
-        Layout::Hf => push(
-            Role::Embedding,
-            "model.embed_tokens.weight".into(),
-            bf,
-            vec![cfg.vocab_size, h],
-        ),
-        Layout::Original => push(
-            Role::Embedding,
-            "embedding.weight".into(),
-            bf,
-            vec![cfg.vocab_size, h],
-        ),
-    }
-    for l in 0..cfg.num_hidden_layers {
-        match layout {
-            Layout::Hf => {
-                let p = format!("model.layers.{l}");
-                push(
-                    Role::AttnNorm(l),
-                    format!("{p}.input_layernorm.weight"),
-                    bf,
-                    vec![h],
-                );
-                push(
-                    Role::QWeight(l),
-                    format!("{p}.self_attn.q_proj.weight"),
-                    bf,
-                    vec![q, h],
-                );
-                push(
-                    Role::QBias(l),
-                    format!("{p}.self_attn.q_proj.bias"),
-                    bf,
-                    vec![q],
-                );
-                push(
-                    Role::KWeight(l),
-                    format!("{p}.self_attn.k_proj.weight"),
-                    bf,
-                    vec![kv, h],
-                );
-                push(
-                    Role::KBias(l),
-                    format!("{p}.self_attn.k_proj.bias"),
-                    bf,
-                    vec![kv],
-                );
-                push(
-                    Role::VWeight(l),
-                    format!("{p}.self_attn.v_proj.weight"),
-                    bf,
-                    vec![kv, h],
-                );
-                push(
-                    Role::VBias(l),
-                    format!("{p}.self_attn.v_proj.bias"),
-                    bf,
-                    vec![kv],
-                );
-                push(
-                    Role::OWeight(l),
-                    format!("{p}.self_attn.o_proj.weight"),
-                    bf,
-                    vec![h, q],
-                );
-                push(
-                    Role::OBias(l),
-                    format!("{p}.self_attn.o_proj.bias"),
-                    bf,
-                    vec![h],
-                );
-                push(
-                    Role::Sinks(l),
-                    format!("{p}.self_attn.sinks"),
-                    bf,
-                    vec![cfg.num_attention_heads],
-                );
-                push(
-                    Role::MlpNorm(l),
-                    format!("{p}.post_attention_layernorm.weight"),
-                    bf,
-                    vec![h],
-                );
-                push(
-                    Role::RouterWeight(l),
-                    format!("{p}.mlp.router.weight"),
-                    bf,
-                    vec![e, h],
-                );
-                push(
-                    Role::RouterBias(l),
-                    format!("{p}.mlp.router.bias"),
-                    bf,
-                    vec![e],
-                );
-                let x = format!("{p}.mlp.experts");
-                match cfg.expert_format {
-                    ExpertFormat::Mxfp4 => {
-                        push(
-                            Role::GateUpBlocks(l),
-                            format!("{x}.gate_up_proj_blocks"),
-                            Dtype::U8,
-                            vec![e, i2, h / 32, 16],
-                        );
-                        push(
-                            Role::GateUpScales(l),
-                            format!("{x}.gate_up_proj_scales"),
-                            Dtype::U8,
-                            vec![e, i2, h / 32],
-                        );
-                        push(
-                            Role::GateUpBias(l),
-                            format!("{x}.gate_up_proj_bias"),
-                            bf,
-                            vec![e, i2],
-                        );
-                        push(
-                            Role::DownBlocks(l),
-                            format!("{x}.down_proj_blocks"),
-                            Dtype::U8,
-                            vec![e, h, cfg.intermediate_size / 32, 16],
-                        );
-                        push(
-                            Role::DownScales(l),
-                            format!("{x}.down_proj_scales"),
-                            Dtype::U8,
-                            vec![e, h, cfg.intermediate_size / 32],
-                        );
-                        push(
-                            Role::DownBias(l),
-                            format!("{x}.down_proj_bias"),
-                            bf,
-                            vec![e, h],
-                        );
-                    }
-                    ExpertFormat::Bf16 => {
-                        push(
-                            Role::GateUpDense(l),
-                            format!("{x}.gate_up_proj"),
-                            bf,
-                            vec![e, h, i2],
-                        );
-                        push(
-                            Role::GateUpBias(l),
-                            format!("{x}.gate_up_proj_bias"),
-                            bf,
-                            vec![e, i2],
-                        );
-                        push(
-                            Role::DownDense(l),
-                            format!("{x}.down_proj"),
-                            bf,
-                            vec![e, cfg.intermediate_size, h],
-                        );
-                        push(
-                            Role::DownBias(l),
-                            format!("{x}.down_proj_bias"),
-                            bf,
-                            vec![e, h],
-                        );
-                    }
-                }
-            }
-            Layout::Original => {
-                let p = format!("block.{l}");
-                let qkv = cfg.qkv_dim();
-                push(
-                    Role::AttnNorm(l),
-                    format!("{p}.attn.norm.scale"),
-                    bf,
-                    vec![h],
-                );
-                push(
-                    Role::QkvWeight(l),
-                    format!("{p}.attn.qkv.weight"),
-                    bf,
-                    vec![qkv, h],
-                );
-                push(
-                    Role::QkvBias(l),
-                    format!("{p}.attn.qkv.bias"),
-                    bf,
-                    vec![qkv],
-                );
-                push(
-                    Role::Sinks(l),
-                    format!("{p}.attn.sinks"),
-                    bf,
-                    vec![cfg.num_attention_heads],
-                );
-                push(
-                    Role::OWeight(l),
-                    format!("{p}.attn.out.weight"),
-                    bf,
-                    vec![h, q],
-                );
-                push(Role::OBias(l), format!("{p}.attn.out.bias"), bf, vec![h]);
-                push(Role::MlpNorm(l), format!("{p}.mlp.norm.scale"), bf, vec![h]);
-                push(
-                    Role::RouterWeight(l),
-                    format!("{p}.mlp.gate.weight"),
-                    bf,
-                    vec![e, h],
-                );
-                push(
-                    Role::RouterBias(l),
-                    format!("{p}.mlp.gate.bias"),
-                    bf,
-                    vec![e],
-                );
-                push(
-                    Role::GateUpBlocks(l),
-                    format!("{p}.mlp.mlp1_weight.blocks"),
-                    Dtype::U8,
-                    vec![e, i2, h / 32, 16],
-                );
-                push(
-                    Role::GateUpScales(l),
-                    format!("{p}.mlp.mlp1_weight.scales"),
-                    Dtype::U8,
-                    vec![e, i2, h / 32],
-                );
-                push(
-                    Role::GateUpBias(l),
-                    format!("{p}.mlp.mlp1_bias"),
-                    bf,
-                    vec![e, i2],
-                );
-                push(
-                    Role::DownBlocks(l),
-                    format!("{p}.mlp.mlp2_weight.blocks"),
-                    Dtype::U8,
-                    vec![e, h, cfg.intermediate_size / 32, 16],
-                );
-                push(
-                    Role::DownScales(l),
-                    format!("{p}.mlp.mlp2_weight.scales"),
-                    Dtype::U8,
-                    vec![e, h, cfg.intermediate_size / 32],
-                );
-                push(
-                    Role::DownBias(l),
-                    format!("{p}.mlp.mlp2_bias"),
-                    bf,
-                    vec![e, h],
-                );
-            }
-        }
-    }
-    match layout {
-        Layout::Hf => {
-            push(Role::FinalNorm, "model.norm.weight".into(), bf, vec![h]);
-            push(
-                Role::Unembedding,
-                "lm_head.weight".into(),
-                bf,
-                vec![cfg.vocab_size, h],
-            );
-        }
-        Layout::Original => {
-            push(Role::FinalNorm, "norm.scale".into(), bf, vec![h]);
-            push(
-                Role::Unembedding,
-                "unembedding.weight".into(),
-                bf,
-                vec![cfg.vocab_size, h],
-            );
-        }
-    }
-    out
+    Some(name)
 }
 
 #[cfg(test)]

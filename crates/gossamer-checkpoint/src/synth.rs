@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::config::{alternating_layers, AttentionKind, ExpertFormat, ModelConfig};
 use crate::error::{io_err, Result};
-use crate::names::{expected_tensors, Layout, Role, TensorSpec};
+use crate::names::{expected_tensors, tensor_name, Layout, Role, TensorSpec};
 use crate::safetensors::{SafetensorsWriter, TensorDecl};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,38 +368,6 @@ fn fill_for(cfg: &ModelConfig, role: Role) -> Fill {
     }
 }
 
-/// The Hugging Face (MXFP4) name of a logical tensor: the key of its RNG stream.
-fn stream_key(role: Role) -> String {
-    let l = |n: usize| format!("model.layers.{n}");
-    match role {
-        Role::Embedding => "model.embed_tokens.weight".into(),
-        Role::FinalNorm => "model.norm.weight".into(),
-        Role::Unembedding => "lm_head.weight".into(),
-        Role::AttnNorm(n) => format!("{}.input_layernorm.weight", l(n)),
-        Role::QWeight(n) => format!("{}.self_attn.q_proj.weight", l(n)),
-        Role::QBias(n) => format!("{}.self_attn.q_proj.bias", l(n)),
-        Role::KWeight(n) => format!("{}.self_attn.k_proj.weight", l(n)),
-        Role::KBias(n) => format!("{}.self_attn.k_proj.bias", l(n)),
-        Role::VWeight(n) => format!("{}.self_attn.v_proj.weight", l(n)),
-        Role::VBias(n) => format!("{}.self_attn.v_proj.bias", l(n)),
-        Role::OWeight(n) => format!("{}.self_attn.o_proj.weight", l(n)),
-        Role::OBias(n) => format!("{}.self_attn.o_proj.bias", l(n)),
-        Role::Sinks(n) => format!("{}.self_attn.sinks", l(n)),
-        Role::MlpNorm(n) => format!("{}.post_attention_layernorm.weight", l(n)),
-        Role::RouterWeight(n) => format!("{}.mlp.router.weight", l(n)),
-        Role::RouterBias(n) => format!("{}.mlp.router.bias", l(n)),
-        Role::GateUpBlocks(n) => format!("{}.mlp.experts.gate_up_proj_blocks", l(n)),
-        Role::GateUpScales(n) => format!("{}.mlp.experts.gate_up_proj_scales", l(n)),
-        Role::GateUpBias(n) => format!("{}.mlp.experts.gate_up_proj_bias", l(n)),
-        Role::DownBlocks(n) => format!("{}.mlp.experts.down_proj_blocks", l(n)),
-        Role::DownScales(n) => format!("{}.mlp.experts.down_proj_scales", l(n)),
-        Role::DownBias(n) => format!("{}.mlp.experts.down_proj_bias", l(n)),
-        Role::QkvWeight(_) | Role::QkvBias(_) | Role::GateUpDense(_) | Role::DownDense(_) => {
-            unreachable!("composite tensors have no stream of their own")
-        }
-    }
-}
-
 struct Stream {
     rng: Xoshiro256PlusPlus,
     fill: Fill,
@@ -407,8 +375,10 @@ struct Stream {
 
 impl Stream {
     fn new(cfg: &ModelConfig, seed: u64, role: Role) -> Stream {
-        // FNV-1a of the name, mixed with the seed; Xoshiro's own seeding expands it.
-        let key = stream_key(role);
+        // The stream is keyed by the Hugging Face (MXFP4) name of the logical tensor, so every
+        // layout and expert format of one seed draws the same numbers. FNV-1a of the name,
+        // mixed with the seed; Xoshiro's own seeding expands it.
+        let key = tensor_name(role, Layout::Hf).expect("logical tensors have Hugging Face names");
         let mut h: u64 = 0xcbf29ce484222325;
         for b in key.bytes() {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
