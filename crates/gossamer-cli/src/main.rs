@@ -283,6 +283,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
             seed: a.seed,
         },
         stop_tokens: ASSISTANT_STOP_TOKENS.to_vec(),
+        cancel: None,
     };
     let mut cache = model.new_cache();
     let mut stdout = std::io::stdout().lock();

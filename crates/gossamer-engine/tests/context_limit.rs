@@ -27,6 +27,7 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
             ..Default::default()
         },
         stop_tokens: vec![],
+        cancel: None,
     }
 }
 
@@ -57,4 +58,32 @@ fn a_prompt_longer_than_the_context_is_an_error() {
         err.to_string(),
         "context full: 21 positions requested, the model supports 20"
     );
+}
+
+#[test]
+fn cancellation_keeps_the_tokens_so_far() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_d, model) = model_with_context(1000);
+    let mut cache = model.new_cache();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut opts = greedy(50);
+    opts.cancel = Some(flag.clone());
+    let mut seen = 0;
+    let g = generate(&model, &mut cache, &[1, 2, 3], &opts, |_| {
+        seen += 1;
+        if seen == 4 {
+            flag.store(true, Ordering::Relaxed);
+        }
+    })
+    .unwrap();
+    assert_eq!(g.stop, StopReason::Cancelled);
+    assert_eq!(g.tokens.len(), 4);
+    // The cache holds the prompt and every token but the last.
+    assert_eq!(cache.len(), 3 + 3);
+
+    // Cancelled before the prompt: nothing generated.
+    let mut cache = model.new_cache();
+    let g = generate(&model, &mut cache, &[1, 2, 3], &opts, |_| {}).unwrap();
+    assert_eq!((g.stop, g.tokens.len()), (StopReason::Cancelled, 0));
 }
