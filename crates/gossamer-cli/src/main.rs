@@ -1,6 +1,9 @@
 //! `gossamer`: run gpt-oss models. The logic lives in the library crates; this file parses
 //! arguments, prints results and turns errors into one clear line.
 
+mod chat;
+mod harmony_cmd;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +37,11 @@ enum Command {
     Inspect(InspectArgs),
     /// Print the top next-token logits at every position of a token sequence.
     Score(ScoreArgs),
+    /// Render conversations to tokens and parse tokens to messages (JSON).
+    #[command(subcommand)]
+    Harmony(harmony_cmd::HarmonyCommand),
+    /// Chat with a model in the harmony format (interactive, or lines on standard input).
+    Chat(ChatArgs),
     /// Generate tokens from a prompt (token ids or plain text).
     Generate(GenerateArgs),
     /// Write a seeded random checkpoint in the official layout (for tests and benchmarks).
@@ -95,6 +103,37 @@ struct GenerateArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct ChatArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// How long the model thinks before answering: low, medium or high.
+    #[arg(long, default_value = "medium")]
+    reasoning_effort: gossamer_harmony::conversation::ReasoningEffort,
+    /// Instructions for the model (sent as the harmony developer message).
+    #[arg(long)]
+    developer: Option<String>,
+    /// Hide the model's reasoning (shown dimmed by default).
+    #[arg(long)]
+    hide_reasoning: bool,
+    /// The `Current date:` of the system message (default: today, UTC); `none` omits it.
+    #[arg(long)]
+    date: Option<String>,
+    /// Token budget per answer (reasoning included).
+    #[arg(long, default_value_t = 4096)]
+    max_tokens: usize,
+    /// OpenAI's recommendation for gpt-oss is 1.0; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print JSON lines (prompt tokens, parser events, turn summaries) instead of text.
+    #[arg(long)]
+    events: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ExpertsArg {
     Mxfp4,
@@ -144,6 +183,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
         Command::Score(a) => score(a),
+        Command::Chat(a) => chat(a),
+        Command::Harmony(c) => harmony_cmd::run(c),
         Command::Generate(a) => generate(a),
         Command::RandomCheckpoint(a) => random_checkpoint(a),
     };
@@ -336,6 +377,51 @@ fn generate(a: GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn chat(a: ChatArgs) -> Result<()> {
+    let ck = open(&a.model)?;
+    let model = GptOss::new(&ck);
+    let date = match a.date.as_deref() {
+        Some("none") => None,
+        Some(d) => Some(d.to_string()),
+        None => Some(today_utc()),
+    };
+    chat::run(
+        &model,
+        chat::ChatOptions {
+            effort: a.reasoning_effort,
+            developer: a.developer,
+            show_reasoning: !a.hide_reasoning,
+            date,
+            max_tokens: a.max_tokens,
+            sampling: SamplingParams {
+                temperature: a.temperature,
+                top_p: a.top_p,
+                top_k: 0,
+                seed: a.seed,
+            },
+            events: a.events,
+        },
+    )
+}
+
+/// Today's date as `YYYY-MM-DD` (UTC), from the days since 1970 (civil-from-days algorithm).
+fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 fn random_checkpoint(a: RandomCheckpointArgs) -> Result<()> {

@@ -203,3 +203,195 @@ fn bad_input_gives_one_error_line() {
         format!("error: cannot load model {m}: {m}/config.json: file not found")
     );
 }
+
+/// Runs `gossamer chat --events` with `input` on standard input; returns the JSON lines.
+fn chat_events(model: &str, extra: &[&str], input: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+        .args([
+            "--threads",
+            "2",
+            "chat",
+            "--model",
+            model,
+            "--events",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "6",
+            "--date",
+            "2026-11-23",
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn decode(tokens: &Value) -> String {
+    let ids: Vec<u32> = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect();
+    gossamer_harmony::Tokenizer::o200k_harmony()
+        .decode_lossy(&ids)
+        .unwrap()
+}
+
+#[test]
+fn chat_over_a_pipe_renders_harmony_and_keeps_the_books() {
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path(), "tiny", "2");
+    let m = dir.path().to_str().unwrap();
+    let events = chat_events(
+        m,
+        &["--developer", "Answer in French."],
+        "Hello there\nAnd now?\n/effort high\n/nonsense\n/reset\nAgain\n/quit\nnever read\n",
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let prompts: Vec<&Value> = events.iter().filter(|e| e["event"] == "prompt").collect();
+    let turns: Vec<&Value> = events.iter().filter(|e| e["event"] == "turn_end").collect();
+    assert_eq!(prompts.len(), 3, "{kinds:?}");
+    assert_eq!(turns.len(), 3);
+
+    // Turn 1: the exact harmony prompt.
+    let first = decode(&prompts[0]["tokens"]);
+    assert_eq!(
+        first,
+        "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n\
+         Knowledge cutoff: 2024-06\nCurrent date: 2026-11-23\n\nReasoning: medium\n\n\
+         # Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>\
+         <|start|>developer<|message|># Instructions\n\nAnswer in French.<|end|>\
+         <|start|>user<|message|>Hello there<|end|><|start|>assistant"
+    );
+    // The streamed parser events of a turn: a message opens, text flows, the budget cuts it.
+    let turn1: Vec<&Value> = events
+        .iter()
+        .skip_while(|e| e["event"] != "prompt")
+        .skip(1)
+        .take_while(|e| e["event"] != "turn_end")
+        .collect();
+    assert!(turn1
+        .iter()
+        .any(|e| e["data"].get("MessageStart").is_some()));
+    assert!(turn1.iter().any(|e| e["data"].get("TextDelta").is_some()));
+    assert_eq!(
+        turn1.last().unwrap()["data"]["MessageEnd"]["end"],
+        "truncated"
+    );
+    assert_eq!(turns[0]["stop"], "length");
+    assert_eq!(turns[0]["generated"], 6);
+    assert_eq!(turns[0]["conversation_messages"], 4); // system, developer, user, assistant
+
+    // Turn 2 carries turn 1's answer in the history.
+    let answer = turns[0]["messages"][0]["content"].as_str().unwrap();
+    let second = decode(&prompts[1]["tokens"]);
+    assert!(
+        second.contains(&format!("<|start|>assistant<|message|>{answer}<|end|>")),
+        "{second}"
+    );
+    assert!(second.ends_with("<|start|>user<|message|>And now?<|end|><|start|>assistant"));
+    assert_eq!(turns[1]["conversation_messages"], 6);
+
+    // /effort changes the system message; an unknown command is reported; /reset starts over;
+    // /quit stops reading.
+    assert!(kinds.contains(&"effort") && kinds.contains(&"error") && kinds.contains(&"reset"));
+    let third = decode(&prompts[2]["tokens"]);
+    assert!(third.contains("Reasoning: high"));
+    assert!(third.ends_with("<|start|>user<|message|>Again<|end|><|start|>assistant"));
+    assert!(!third.contains("Hello there"));
+    assert_eq!(turns[2]["conversation_messages"], 4);
+    assert_eq!(turns[2]["turn"], 3);
+}
+
+fn with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn harmony_render_and_parse_round_trip() {
+    let conversation = r#"{"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What is 2 + 2?"}]},
+        {"role": "assistant", "channel": "analysis", "content": [{"type": "text", "text": "Simple."}]},
+        {"role": "assistant", "channel": "commentary", "recipient": "functions.add", "content_type": "<|constrain|>json",
+         "content": [{"type": "text", "text": "{\"a\": 2, \"b\": 2}"}]}
+    ]}"#;
+    let out = with_stdin(&["harmony", "render", "--keep-analysis"], conversation);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = rendered["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(ids[0], "200006"); // <|start|>
+    assert_eq!(ids.last().unwrap(), "200012"); // a tool call ends in <|call|>
+
+    let parsed = ok_json(&["harmony", "parse", "--tokens", &ids.join(",")]);
+    let messages = parsed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{parsed}");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[1]["channel"], "analysis");
+    assert_eq!(messages[2]["recipient"], "functions.add");
+    assert_eq!(messages[2]["content_type"], "<|constrain|>json");
+    assert_eq!(messages[2]["end"], "call");
+    assert_eq!(parsed["warnings"].as_array().unwrap().len(), 0);
+
+    // Completion mode, token list on standard input.
+    let out = with_stdin(
+        &["harmony", "parse", "--completion", "assistant"],
+        "200005,17196,200008,19,200002",
+    );
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed["messages"][0]["channel"], "final");
+    assert_eq!(parsed["messages"][0]["end"], "return");
+
+    // Bad input: one error line.
+    let out = with_stdin(&["harmony", "render"], "{\"messages\": 3}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("error: the input is not a harmony conversation"));
+}
