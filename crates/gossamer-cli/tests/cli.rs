@@ -395,3 +395,62 @@ fn harmony_render_and_parse_round_trip() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("error: the input is not a harmony conversation"));
 }
+
+#[test]
+fn ctrl_c_stops_the_answer_and_keeps_the_session() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path(), "tiny", "2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+        .args([
+            "--threads",
+            "2",
+            "chat",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--events",
+            "--max-tokens",
+            "100000",
+            "--date",
+            "none",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"Tell me a long story\n").unwrap();
+    stdin.flush().unwrap();
+    // Wait until the answer is streaming, then interrupt it.
+    loop {
+        let line = lines.next().expect("chat output").unwrap();
+        if line.contains("\"parser\"") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let turn_end: Value = loop {
+        let line = lines.next().expect("a turn summary").unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "turn_end" {
+            break v;
+        }
+    };
+    assert_eq!(turn_end["stop"], "cancelled");
+    assert!(turn_end["generated"].as_u64().unwrap() < 100000);
+    // The session goes on and still takes commands.
+    stdin.write_all(b"/effort low\n/quit\n").unwrap();
+    drop(stdin);
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["event"], "effort");
+    assert!(child.wait().unwrap().success());
+}
