@@ -10,6 +10,8 @@ use gossamer_harmony::tokenizer::special;
 use gossamer_harmony::Tokenizer;
 use proptest::prelude::*;
 
+mod support;
+
 // ------------------------------------------------------------------------------------------
 // helpers
 
@@ -192,14 +194,20 @@ fn views(ms: &[ParsedMessage]) -> Vec<View<'_>> {
 const A: Role = Role::Assistant;
 
 // Copies of openai-harmony 0.0.8 `test-data/` vectors (test data, not code).
-/// `test_streamable_parser.txt`.
-const STREAMABLE_PARSER: &str = "<|channel|>analysis<|message|>User asks \"Who is the current US president?\" It's 2025, presumably current president is Joe Biden? Actually as of 2025-07-28, there was a 2024 election. In 2024, President is probably President Biden still? But w\ne need up to date info. Let's browse to confirm.<|end|><|start|>assistant<|channel|>commentary to=browser.search code<|message|>{\"query\": \"current US president July 2025\", \"topn\": 10, \"source\": \"news\"}<|call|><|start|>browser.search to=assistant<|channel|>commentary<|message|>{\"result\": \"https://openai.com/\"}<|end|>";
-/// `test_tool_response_parsing.txt`.
-const TOOL_RESPONSE_PARSING: &str = "<|start|>browser.search to=assistant<|channel|>commentary<|message|>{\"result\": \"https://openai.com/\"} ";
-/// `test_simple_tool_call.txt` (token ids).
-const SIMPLE_TOOL_CALL: &str = "200005 35644 200008 1844 31064 25 392 4827 382 290\n11122 306 40510 16842 1416 1309 316 1199 37342 170154\n4584 13 200002 200006 173781 316 28 29712 170154 200005\n35644 3490 200008 10848 7693 1243 392 173844 18583\n";
-/// `test_simple_reasoning_response.txt` (token ids).
-const SIMPLE_REASONING_RESPONSE: &str = "200005 35644 200008 1844 31064 25 392 4827 382 220\n17 659 220 17 16842 12295 81645 13 51441 6052\n13 200002 200006 173781 200005 17196 200008 17 659 220\n17 314 220 19 13\n";
+// openai-harmony's published vectors, read from its crate sources at test time (never copied
+// into this repository).
+fn streamable_parser() -> String {
+    support::golden_text("test_streamable_parser.txt")
+}
+fn tool_response_parsing() -> String {
+    support::golden_text("test_tool_response_parsing.txt")
+}
+fn simple_tool_call() -> Vec<u32> {
+    support::golden_id_tokens("test_simple_tool_call.txt")
+}
+fn simple_reasoning_response() -> Vec<u32> {
+    support::golden_id_tokens("test_simple_reasoning_response.txt")
+}
 
 // ------------------------------------------------------------------------------------------
 // well-formed output
@@ -511,7 +519,8 @@ fn builtin_calls_with_code_type() {
 
 #[test]
 fn crate_streamable_parser_transcript() {
-    let text = STREAMABLE_PARSER;
+    let text = streamable_parser();
+    let text = text.as_str();
     let (ms, w) = completion(text);
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(ms.len(), 3);
@@ -526,17 +535,11 @@ fn crate_streamable_parser_transcript() {
     assert_eq!(ms[2].recipient.as_deref(), Some("assistant"));
 }
 
-fn ids(text: &str) -> Vec<u32> {
-    text.split_ascii_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect()
-}
-
 #[test]
 fn crate_token_vectors() {
     // test_simple_tool_call: first message closed by <|return|>, recipient in the role part,
     // no `functions.` prefix, type `code`, and no stop token at the end.
-    let tokens = ids(SIMPLE_TOOL_CALL);
+    let tokens = simple_tool_call();
     let (ms, w) = messages(&tokens, Some(A));
     assert_eq!(ms.len(), 2);
     assert_eq!(
@@ -562,7 +565,7 @@ fn crate_token_vectors() {
     // Cut-off calls are not reported as calls.
     assert!(tool_calls(&tokens, Some(A)).is_empty());
 
-    let tokens = ids(SIMPLE_REASONING_RESPONSE);
+    let tokens = simple_reasoning_response();
     let (ms, _) = messages(&tokens, Some(A));
     assert_eq!(ms.len(), 2);
     assert_eq!(ms[1].channel.as_deref(), Some("final"));
@@ -937,46 +940,11 @@ fn tool_role_renders_roles_in_header_text() {
 mod oracle {
     use super::*;
     use openai_harmony::chat::{Content, Role as HRole};
-    use openai_harmony::{load_harmony_encoding, HarmonyEncoding, HarmonyEncodingName};
-    use sha2::{Digest, Sha256};
-    use std::sync::OnceLock;
+    use openai_harmony::HarmonyEncoding;
 
-    const SHA: &str = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d";
-
-    /// Rebuilds `o200k_base.tiktoken` from the embedded vocabulary (offline) and loads the
-    /// oracle encoding from it.
+    /// openai-harmony's encoding, loaded offline by the shared test support.
     pub fn encoding() -> &'static HarmonyEncoding {
-        static ENC: OnceLock<HarmonyEncoding> = OnceLock::new();
-        ENC.get_or_init(|| {
-            use base64::Engine;
-            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiktoken-parser");
-            let file = dir.join("o200k_base.tiktoken");
-            let ok = std::fs::read(&file)
-                .map(|b| hex(&Sha256::digest(&b)) == SHA)
-                .unwrap_or(false);
-            if !ok {
-                let t = tk();
-                let mut out = String::new();
-                for r in 0..199_998u32 {
-                    let b = t.decode_bytes(&[r]).unwrap();
-                    out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
-                    out.push(' ');
-                    out.push_str(&r.to_string());
-                    out.push('\n');
-                }
-                assert_eq!(hex(&Sha256::digest(out.as_bytes())), SHA);
-                std::fs::create_dir_all(&dir).unwrap();
-                let tmp = dir.join(format!("o200k_base.tiktoken.{}", std::process::id()));
-                std::fs::write(&tmp, out).unwrap();
-                std::fs::rename(&tmp, &file).unwrap();
-            }
-            std::env::set_var("TIKTOKEN_ENCODINGS_BASE", &dir);
-            load_harmony_encoding(HarmonyEncodingName::HarmonyGptOss).unwrap()
-        })
-    }
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        crate::support::oracle()
     }
 
     fn role(r: &HRole) -> Role {
@@ -1054,10 +1022,10 @@ mod oracle {
     #[test]
     fn agrees_on_crate_test_data() {
         let cases: Vec<(Vec<u32>, Option<Role>)> = vec![
-            (toks(STREAMABLE_PARSER), Some(A)),
-            (ids(SIMPLE_TOOL_CALL), Some(A)),
-            (ids(SIMPLE_REASONING_RESPONSE), Some(A)),
-            (toks(TOOL_RESPONSE_PARSING.trim_end()), None),
+            (toks(&streamable_parser()), Some(A)),
+            (simple_tool_call(), Some(A)),
+            (simple_reasoning_response(), Some(A)),
+            (toks(&tool_response_parsing()), None),
         ];
         for (tokens, first) in cases {
             let want = oracle_parse(&tokens, first);
