@@ -113,8 +113,11 @@ struct ChatArgs {
     /// Instructions for the model (sent as the harmony developer message).
     #[arg(long)]
     developer: Option<String>,
-    /// Hide the model's reasoning (shown dimmed by default).
-    #[arg(long)]
+    /// Show the model's reasoning, dimmed, before the answer (`--show-reasoning false` hides it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    show_reasoning: bool,
+    /// Same as `--show-reasoning false`.
+    #[arg(long, conflicts_with = "show_reasoning")]
     hide_reasoning: bool,
     /// The `Current date:` of the system message (default: today, UTC); `none` omits it.
     #[arg(long)]
@@ -392,7 +395,7 @@ fn chat(a: ChatArgs) -> Result<()> {
         chat::ChatOptions {
             effort: a.reasoning_effort,
             developer: a.developer,
-            show_reasoning: !a.hide_reasoning,
+            show_reasoning: a.show_reasoning && !a.hide_reasoning,
             date,
             max_tokens: a.max_tokens,
             sampling: SamplingParams {
