@@ -44,6 +44,8 @@ enum Command {
     Chat(ChatArgs),
     /// Generate tokens from a prompt (token ids or plain text).
     Generate(GenerateArgs),
+    /// Prefill and decode tokens/s, like llama-bench (pp / tg), with bandwidth achieved.
+    Bench(BenchArgs),
     /// Write a seeded random checkpoint in the official layout (for tests and benchmarks).
     RandomCheckpoint(RandomCheckpointArgs),
 }
@@ -137,6 +139,29 @@ struct ChatArgs {
     events: bool,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt tokens for the prefill test (0 skips it).
+    #[arg(short = 'p', long = "prompt-tokens", default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Decode steps for the generation test (0 skips it).
+    #[arg(short = 'n', long = "decode-tokens", default_value_t = 128)]
+    decode_tokens: usize,
+    /// Tokens already in the KV cache before each test.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    depth: usize,
+    /// Compute threads (same as the global --threads).
+    #[arg(short = 't', long = "bench-threads")]
+    threads: Option<usize>,
+    /// Timed repeats of each test (after one warm-up).
+    #[arg(short = 'r', long, default_value_t = 5)]
+    repeats: usize,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ExpertsArg {
     Mxfp4,
@@ -182,11 +207,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    gossamer_kernels::threads::init(cli.threads);
+    let threads = match &cli.command {
+        Command::Bench(b) => b.threads.or(cli.threads),
+        _ => cli.threads,
+    };
+    gossamer_kernels::threads::init(threads);
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
         Command::Score(a) => score(a),
         Command::Chat(a) => chat(a),
+        Command::Bench(a) => bench(a),
         Command::Harmony(c) => harmony_cmd::run(c),
         Command::Generate(a) => generate(a),
         Command::RandomCheckpoint(a) => random_checkpoint(a),
@@ -425,6 +455,90 @@ fn today_utc() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    if a.repeats == 0 {
+        bail!("-r must be at least 1");
+    }
+    let ck = open(&a.model)?;
+    let model = GptOss::new(&ck);
+    let stats = ck.stats();
+    let params = gossamer_engine::bench::BenchParams {
+        prompt_tokens: a.prompt_tokens,
+        decode_tokens: a.decode_tokens,
+        depth: a.depth,
+        repeats: a.repeats,
+        seed: 1,
+    };
+    let threads = rayon::current_num_threads();
+    let quiet = a.json;
+    let r = gossamer_engine::bench::run(&model, &params, |test, i, tps| {
+        if !quiet {
+            eprintln!("  {test} repeat {}: {tps:.2} tok/s", i + 1);
+        }
+    })?;
+    // Bytes streamed per decoded token: the weights plus the KV cache read at this depth
+    // (full layers read every position, sliding layers at most their window).
+    let cfg = model.config();
+    let kv_row = (2 * cfg.kv_dim() * 4) as u64;
+    let mid_depth = (a.depth + a.decode_tokens / 2) as u64;
+    let kv_read: u64 = cfg
+        .layer_types
+        .iter()
+        .map(|k| match k {
+            gossamer_checkpoint::AttentionKind::Full => mid_depth * kv_row,
+            gossamer_checkpoint::AttentionKind::Sliding => {
+                mid_depth.min(cfg.sliding_window as u64) * kv_row
+            }
+        })
+        .sum();
+    let bytes_per_token = stats.bytes_per_token + kv_read;
+    let gb_s = r.decode.map(|d| d.mean * bytes_per_token as f64 / 1e9);
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "model": ck.dir,
+                "threads": threads,
+                "prompt_tokens": a.prompt_tokens,
+                "decode_tokens": a.decode_tokens,
+                "depth": a.depth,
+                "repeats": a.repeats,
+                "prefill_tok_s": r.prefill.map(|x| x.mean),
+                "prefill_tok_s_stddev": r.prefill.map(|x| x.stddev),
+                "decode_tok_s": r.decode.map(|x| x.mean),
+                "decode_tok_s_stddev": r.decode.map(|x| x.stddev),
+                "bytes_per_token": bytes_per_token,
+                "decode_gb_s": gb_s,
+            })
+        );
+        return Ok(());
+    }
+    println!("| model | threads | test | t/s | GB/s |");
+    println!("|---|---|---|---|---|");
+    let name = ck.dir.display();
+    let depth = if a.depth > 0 {
+        format!(" @ d{}", a.depth)
+    } else {
+        String::new()
+    };
+    if let Some(p) = r.prefill {
+        println!(
+            "| {name} | {threads} | pp{}{depth} | {:.2} ± {:.2} | |",
+            a.prompt_tokens, p.mean, p.stddev
+        );
+    }
+    if let (Some(d), Some(g)) = (r.decode, gb_s) {
+        println!(
+            "| {name} | {threads} | tg{}{depth} | {:.2} ± {:.2} | {g:.1} ({:.2} GB/token) |",
+            a.decode_tokens,
+            d.mean,
+            d.stddev,
+            bytes_per_token as f64 / 1e9
+        );
+    }
+    Ok(())
 }
 
 fn random_checkpoint(a: RandomCheckpointArgs) -> Result<()> {

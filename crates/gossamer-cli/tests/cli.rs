@@ -115,6 +115,15 @@ fn inspect_score_and_generate_speak_json() {
     ]);
     assert_eq!(greedy["tokens"], again["tokens"]);
 
+    // The benchmark speaks JSON with the fields scripts compare.
+    let b = ok_json(&[
+        "bench", "--model", m, "-p", "8", "-n", "4", "-d", "3", "-r", "2", "--json",
+    ]);
+    for key in ["prefill_tok_s", "decode_tok_s", "decode_gb_s"] {
+        assert!(b[key].as_f64().unwrap() > 0.0, "{key}: {b}");
+    }
+    assert_eq!(b["depth"], 3);
+
     // Seeded sampling repeats with the same seed.
     let sample = |seed: &str| {
         ok_json(&[

@@ -1,5 +1,7 @@
-//! Turning logits into tokens: sampling and the stop rules of a generation.
+//! Turning logits into tokens: sampling, the stop rules of a generation, and the throughput
+//! benchmark.
 
+pub mod bench;
 pub mod generate;
 pub mod sampler;
 

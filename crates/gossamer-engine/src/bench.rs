@@ -1,0 +1,134 @@
+//! Prefill and decode throughput, measured the way `llama-bench` does: a prompt of `p` tokens
+//! (pp), `n` single-token decode steps (tg), optionally after `depth` tokens already in the
+//! cache, with a warm-up and several repeats.
+
+use std::time::Instant;
+
+use gossamer_model::{GptOss, Logits, ModelError};
+
+#[derive(Clone, Debug)]
+pub struct BenchParams {
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub depth: usize,
+    pub repeats: usize,
+    pub seed: u64,
+}
+
+/// Mean and sample standard deviation of tokens/s over the repeats.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rate {
+    pub mean: f64,
+    pub stddev: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// `None` when `prompt_tokens` is 0.
+    pub prefill: Option<Rate>,
+    /// `None` when `decode_tokens` is 0.
+    pub decode: Option<Rate>,
+}
+
+/// Deterministic pseudo-random token ids below `vocab` (the content does not change speed,
+/// but identical ids would hit the same experts every step).
+fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let limit = vocab.min(199_998) as u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % limit) as u32
+        })
+        .collect()
+}
+
+fn rate(samples: &[f64]) -> Rate {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = if samples.len() > 1 {
+        samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Rate {
+        mean,
+        stddev: var.sqrt(),
+    }
+}
+
+/// Runs the benchmark; `on_repeat` is told after each timed repeat (for progress output).
+pub fn run(
+    model: &GptOss,
+    p: &BenchParams,
+    mut on_repeat: impl FnMut(&str, usize, f64),
+) -> Result<BenchResult, ModelError> {
+    let vocab = model.config().vocab_size;
+    let context = tokens(p.depth, vocab, p.seed);
+    let prompt = tokens(p.prompt_tokens, vocab, p.seed ^ 1);
+    let steps = tokens(p.decode_tokens, vocab, p.seed ^ 2);
+
+    // A fresh cache holding `depth` tokens (not timed).
+    let at_depth = || -> Result<_, ModelError> {
+        let mut cache = model.new_cache();
+        for chunk in context.chunks(512) {
+            model.forward(chunk, &mut cache, Logits::Last)?;
+        }
+        Ok(cache)
+    };
+
+    // Warm-up: touch the weights and the allocator once.
+    {
+        let mut cache = model.new_cache();
+        model.forward(&tokens(4, vocab, p.seed ^ 3), &mut cache, Logits::Last)?;
+        model.forward(&[1], &mut cache, Logits::Last)?;
+    }
+
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for r in 0..p.repeats.max(1) {
+        if p.prompt_tokens > 0 {
+            let mut cache = at_depth()?;
+            let t = Instant::now();
+            model.forward(&prompt, &mut cache, Logits::Last)?;
+            let tps = p.prompt_tokens as f64 / t.elapsed().as_secs_f64();
+            prefill.push(tps);
+            on_repeat("prefill", r, tps);
+        }
+        if p.decode_tokens > 0 {
+            let mut cache = at_depth()?;
+            let t = Instant::now();
+            for &tok in &steps {
+                model.forward(&[tok], &mut cache, Logits::Last)?;
+            }
+            let tps = p.decode_tokens as f64 / t.elapsed().as_secs_f64();
+            decode.push(tps);
+            on_repeat("decode", r, tps);
+        }
+    }
+    Ok(BenchResult {
+        prefill: (!prefill.is_empty()).then(|| rate(&prefill)),
+        decode: (!decode.is_empty()).then(|| rate(&decode)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_mean_and_sample_stddev() {
+        let r = rate(&[2.0, 4.0, 6.0]);
+        assert_eq!(r.mean, 4.0);
+        assert_eq!(r.stddev, 2.0);
+        assert_eq!(rate(&[5.0]).stddev, 0.0);
+    }
+
+    #[test]
+    fn bench_tokens_stay_below_the_specials() {
+        assert!(tokens(1000, 201_088, 1).iter().all(|&t| t < 199_998));
+        assert!(tokens(1000, 4096, 1).iter().all(|&t| t < 4096));
+    }
+}
