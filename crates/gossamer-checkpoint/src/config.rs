@@ -128,13 +128,16 @@ impl ModelConfig {
                 return fail(format!("`{key}` must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return fail(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return fail(format!(
                 "head_dim ({}) must be even for RoPE",
                 self.head_dim
@@ -147,7 +150,7 @@ impl ModelConfig {
             ));
         }
         if self.expert_format == ExpertFormat::Mxfp4
-            && (self.hidden_size % 32 != 0 || self.intermediate_size % 32 != 0)
+            && (!self.hidden_size.is_multiple_of(32) || !self.intermediate_size.is_multiple_of(32))
         {
             return fail(format!(
                 "MXFP4 needs hidden_size ({}) and intermediate_size ({}) to be multiples of 32",

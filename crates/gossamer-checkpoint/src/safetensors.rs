@@ -84,7 +84,7 @@ impl TensorBytes {
     /// the file is opened, so this cannot fail for a tensor that passed validation.
     pub fn as_u16(&self) -> &[u16] {
         let bytes = self.as_bytes();
-        assert!(bytes.as_ptr().align_offset(2) == 0 && bytes.len() % 2 == 0);
+        assert!(bytes.as_ptr().align_offset(2) == 0 && bytes.len().is_multiple_of(2));
         // SAFETY: the pointer is 2-byte aligned and the length even (asserted above); every
         // bit pattern is a valid u16; the slice borrows `self`, which keeps the map alive.
         unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u16>(), bytes.len() / 2) }
@@ -269,7 +269,7 @@ impl SafetensorsWriter {
         );
         let mut json = serde_json::to_vec(&header).expect("header serialises");
         // Pad so tensor data starts 8-byte aligned, as the reference writer does.
-        while (8 + json.len()) % 8 != 0 {
+        while !(8 + json.len()).is_multiple_of(8) {
             json.push(b' ');
         }
         let file = File::create(path).map_err(io_err(path))?;

@@ -15,4 +15,5 @@ pub mod moe;
 pub mod mxfp4;
 pub mod norm;
 pub mod rope;
+pub mod simd;
 pub mod threads;

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::simd::{self, Isa};
 use crate::{bf16, mxfp4};
 
 /// A weight matrix of logical shape `[rows (out), cols (in)]`, as stored.
@@ -34,7 +35,7 @@ impl<'a> Matrix<'a> {
 
     pub fn mxfp4(blocks: &'a [u8], scales: &'a [u8], rows: usize, cols: usize) -> Self {
         assert!(
-            cols % mxfp4::BLOCK_ELEMS == 0,
+            cols.is_multiple_of(mxfp4::BLOCK_ELEMS),
             "MXFP4 columns must be a multiple of 32"
         );
         assert_eq!(
@@ -63,18 +64,36 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// `W[r]·x` for one row (row-major formats only).
+    /// Whether rows are read by the SIMD kernels, which take activations in pair order.
+    fn uses_pairs(&self) -> bool {
+        simd::isa() != Isa::Scalar
+            && self.cols.is_multiple_of(simd::PAIR_BLOCK)
+            && !matches!(self.weight, Weight::Bf16Transposed(_))
+    }
+
+    /// `W[r]·x` for one row (row-major formats only); `x` in pair order when
+    /// [`Self::uses_pairs`].
     #[inline]
     fn dot_row(&self, r: usize, x: &[f32]) -> f32 {
+        let pairs = self.uses_pairs();
         match self.weight {
-            Weight::Bf16(w) => bf16::dot(&w[r * self.cols..(r + 1) * self.cols], x),
+            Weight::Bf16(w) => {
+                let row = &w[r * self.cols..(r + 1) * self.cols];
+                if pairs {
+                    simd::dot_bf16_pairs(row, x)
+                } else {
+                    bf16::dot(row, x)
+                }
+            }
             Weight::Mxfp4 { blocks, scales } => {
                 let g = self.cols / mxfp4::BLOCK_ELEMS;
-                mxfp4::dot_row(
-                    &blocks[r * g * mxfp4::BLOCK_BYTES..(r + 1) * g * mxfp4::BLOCK_BYTES],
-                    &scales[r * g..(r + 1) * g],
-                    x,
-                )
+                let b = &blocks[r * g * mxfp4::BLOCK_BYTES..(r + 1) * g * mxfp4::BLOCK_BYTES];
+                let s = &scales[r * g..(r + 1) * g];
+                if pairs {
+                    simd::dot_mxfp4_pairs(b, s, x)
+                } else {
+                    mxfp4::dot_row(b, s, x)
+                }
             }
             Weight::Bf16Transposed(_) => unreachable!("transposed weights are not read by row"),
         }
@@ -117,6 +136,16 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
         assert_eq!(b.len(), m.rows, "linear: bias size");
     }
     let chunk = rows_per_task(m, n);
+    // Permute the activations once for the whole product (see `simd`).
+    let permuted;
+    let x = if m.uses_pairs() {
+        let mut xp = vec![0f32; x.len()];
+        simd::to_pair_order(x, &mut xp);
+        permuted = xp;
+        &permuted[..]
+    } else {
+        x
+    };
     if n == 1 {
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
             let r0 = c * chunk;

@@ -169,7 +169,7 @@ fn repeated_role(w: &str) -> Option<Role> {
     for role in ALL_ROLES {
         let r = role.as_str();
         if w.len() > r.len()
-            && w.len() % r.len() == 0
+            && w.len().is_multiple_of(r.len())
             && w.as_bytes().chunks(r.len()).all(|c| c == r.as_bytes())
         {
             return Some(role);

@@ -1,0 +1,218 @@
+//! Run-time selected SIMD paths for the two hot dot products (bf16 rows and MXFP4 rows
+//! against f32 activations). Each has the scalar twin in [`crate::bf16`] / [`crate::mxfp4`]
+//! that the tests compare it with.
+//!
+//! Both formats pair elements `(2i, 2i+1)` of a 32-element block in one storage unit (a
+//! 32-bit word of two bf16, a byte of two nibbles). Rather than shuffling weights in the inner
+//! loop, the activations are permuted once per matrix product into "pair order": within each
+//! block of 32, the 16 even-indexed values, then the 16 odd-indexed ones
+//! ([`to_pair_order`]). The kernels then widen weights with shifts and masks only.
+
+use std::sync::OnceLock;
+
+/// The instruction set the kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// AVX-512F (+BW for byte widening).
+    Avx512,
+}
+
+/// Detected once; `GOSSAMER_ISA=scalar` forces the scalar path (for comparisons).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("GOSSAMER_ISA").is_ok_and(|v| v == "scalar") {
+            return Isa::Scalar;
+        }
+        detect()
+    })
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            return Isa::Avx512;
+        }
+    }
+    Isa::Scalar
+}
+
+/// Block width shared by both formats' pairing.
+pub const PAIR_BLOCK: usize = 32;
+
+/// Permutes `x` (length a multiple of 32) into pair order: in each block of 32, the even
+/// elements then the odd ones.
+pub fn to_pair_order(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    assert_eq!(x.len() % PAIR_BLOCK, 0);
+    for (src, dst) in x
+        .chunks_exact(PAIR_BLOCK)
+        .zip(out.chunks_exact_mut(PAIR_BLOCK))
+    {
+        for i in 0..PAIR_BLOCK / 2 {
+            dst[i] = src[2 * i];
+            dst[PAIR_BLOCK / 2 + i] = src[2 * i + 1];
+        }
+    }
+}
+
+/// `Σ w[i]·x[i]` for a bf16 row, `xp` in pair order. Caller guarantees `isa() != Scalar`.
+#[inline]
+pub fn dot_bf16_pairs(w: &[u16], xp: &[f32]) -> f32 {
+    assert_eq!(w.len(), xp.len());
+    assert_eq!(w.len() % PAIR_BLOCK, 0);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` returned Avx512 only after detecting avx512f and avx512bw; the
+        // lengths were checked above.
+        Isa::Avx512 => unsafe { x86::dot_bf16_avx512(w, xp) },
+        _ => crate::bf16::dot(w, &from_pair_order(xp)),
+    }
+}
+
+/// `Σ W[i]·x[i]` for one MXFP4 row, `xp` in pair order.
+#[inline]
+pub fn dot_mxfp4_pairs(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
+    assert_eq!(blocks.len(), scales.len() * 16);
+    assert_eq!(xp.len(), scales.len() * PAIR_BLOCK);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; the three lengths agree (asserted).
+        Isa::Avx512 => unsafe { x86::dot_mxfp4_avx512(blocks, scales, xp) },
+        _ => crate::mxfp4::dot_row(blocks, scales, &from_pair_order(xp)),
+    }
+}
+
+fn from_pair_order(xp: &[f32]) -> Vec<f32> {
+    let mut x = vec![0f32; xp.len()];
+    for (src, dst) in xp
+        .chunks_exact(PAIR_BLOCK)
+        .zip(x.chunks_exact_mut(PAIR_BLOCK))
+    {
+        for i in 0..PAIR_BLOCK / 2 {
+            dst[2 * i] = src[i];
+            dst[2 * i + 1] = src[PAIR_BLOCK / 2 + i];
+        }
+    }
+    x
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// 32 bf16 weights per step: one 64-byte load holds 16 words of (even, odd) pairs; the
+    /// even value is the word shifted left 16, the odd one the word's high half.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn dot_bf16_avx512(w: &[u16], xp: &[f32]) -> f32 {
+        let n = w.len() / 32;
+        let (wp, xq) = (w.as_ptr(), xp.as_ptr());
+        let hi_mask = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        for b in 0..n {
+            // SAFETY (for the loads below): block b covers w[32b..32b+32] and
+            // xp[32b..32b+32], inside the slices since n = len / 32.
+            let words = _mm512_loadu_si512(wp.add(32 * b).cast());
+            let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(words));
+            let odd = _mm512_castsi512_ps(_mm512_and_si512(words, hi_mask));
+            acc0 = _mm512_fmadd_ps(even, _mm512_loadu_ps(xq.add(32 * b)), acc0);
+            acc1 = _mm512_fmadd_ps(odd, _mm512_loadu_ps(xq.add(32 * b + 16)), acc1);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// One 32-element block per step: the 16 bytes widen to 16 lanes, the low and high
+    /// nibbles index the E2M1 table held in a register (`vpermps`), and the block's sum is
+    /// scaled by its power of two.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn dot_mxfp4_avx512(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
+        let lut = _mm512_loadu_ps(crate::mxfp4::E2M1.as_ptr());
+        let low4 = _mm512_set1_epi32(0x0F);
+        let (bp, xq) = (blocks.as_ptr(), xp.as_ptr());
+        let mut acc = _mm512_setzero_ps();
+        for (g, &s) in scales.iter().enumerate() {
+            // SAFETY: block g is blocks[16g..16g+16] and xp[32g..32g+32] (lengths asserted
+            // by the caller).
+            let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(16 * g).cast()));
+            let lo = _mm512_permutexvar_ps(_mm512_and_si512(bytes, low4), lut);
+            let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(bytes), lut);
+            let sum = _mm512_fmadd_ps(
+                lo,
+                _mm512_loadu_ps(xq.add(32 * g)),
+                _mm512_mul_ps(hi, _mm512_loadu_ps(xq.add(32 * g + 16))),
+            );
+            acc = _mm512_fmadd_ps(sum, _mm512_set1_ps(crate::mxfp4::scale(s)), acc);
+        }
+        _mm512_reduce_add_ps(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bf(x: f32) -> u16 {
+        half::bf16::from_f32(x).to_bits()
+    }
+
+    /// The bound both paths must meet: a few f32 rounding steps of Σ|w·x|.
+    fn close(a: f32, b: f32, magnitude: f32) -> bool {
+        (a - b).abs() <= 1e-5 * magnitude + 1e-30
+    }
+
+    proptest! {
+        #[test]
+        fn bf16_simd_equals_scalar(blocks in 1usize..200, seed in any::<u64>()) {
+            let n = blocks * 32;
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 40) as f32 / (1u32 << 24) as f32 - 0.5 };
+            let w: Vec<u16> = (0..n).map(|_| bf(next() * 8.0)).collect();
+            let x: Vec<f32> = (0..n).map(|_| next() * 3.0).collect();
+            let mut xp = vec![0f32; n];
+            to_pair_order(&x, &mut xp);
+            let scalar = crate::bf16::dot(&w, &x);
+            let simd = dot_bf16_pairs(&w, &xp);
+            let mag: f32 = w.iter().zip(&x).map(|(a, b)| (crate::bf16::to_f32(*a) * b).abs()).sum();
+            prop_assert!(close(scalar, simd, mag), "{scalar} vs {simd}");
+        }
+
+        #[test]
+        fn mxfp4_simd_equals_scalar(groups in 1usize..120, seed in any::<u64>(), base in 100u8..150) {
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let blocks: Vec<u8> = (0..groups * 16).map(|_| next() as u8).collect();
+            let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
+            let x: Vec<f32> = (0..groups * 32).map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0).collect();
+            let mut xp = vec![0f32; x.len()];
+            to_pair_order(&x, &mut xp);
+            let scalar = crate::mxfp4::dot_row(&blocks, &scales, &x);
+            let simd = dot_mxfp4_pairs(&blocks, &scales, &xp);
+            let mut w = vec![0f32; x.len()];
+            crate::mxfp4::decode_row(&blocks, &scales, &mut w);
+            let mag: f32 = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+            prop_assert!(close(scalar, simd, mag), "{scalar} vs {simd}");
+        }
+    }
+
+    #[test]
+    fn pair_order_round_trips() {
+        let x: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let mut xp = vec![0f32; 64];
+        to_pair_order(&x, &mut xp);
+        assert_eq!(&xp[..4], &[0.0, 2.0, 4.0, 6.0]);
+        assert_eq!(xp[16], 1.0);
+        assert_eq!(from_pair_order(&xp), x);
+    }
+
+    #[test]
+    fn reports_the_isa() {
+        // Not an assertion about the machine: just that detection runs and is stable.
+        assert_eq!(isa(), isa());
+    }
+}
