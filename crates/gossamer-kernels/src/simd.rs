@@ -126,29 +126,61 @@ mod x86 {
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
     }
 
-    /// One 32-element block per step: the 16 bytes widen to 16 lanes, the low and high
-    /// nibbles index the E2M1 table held in a register (`vpermps`), and the block's sum is
-    /// scaled by its power of two.
+    /// One 32-element block: the 16 bytes widen to 16 lanes, the low and high nibbles index
+    /// the E2M1 table held in a register (`vpermps`), and the block's products are added into
+    /// `acc` scaled by the block's power of two.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn mxfp4_block(
+        lut: __m512,
+        bytes: *const u8,
+        x: *const f32,
+        s: u8,
+        acc: __m512,
+    ) -> __m512 {
+        let low4 = _mm512_set1_epi32(0x0F);
+        let wide = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.cast()));
+        let lo = _mm512_permutexvar_ps(_mm512_and_si512(wide, low4), lut);
+        let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(wide), lut);
+        let sum = _mm512_fmadd_ps(
+            lo,
+            _mm512_loadu_ps(x),
+            _mm512_mul_ps(hi, _mm512_loadu_ps(x.add(16))),
+        );
+        _mm512_fmadd_ps(sum, _mm512_set1_ps(crate::mxfp4::scale(s)), acc)
+    }
+
+    /// Four blocks per step into four accumulators, so consecutive blocks do not wait on one
+    /// another's fused multiply-add latency.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn dot_mxfp4_avx512(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
         let lut = _mm512_loadu_ps(crate::mxfp4::E2M1.as_ptr());
-        let low4 = _mm512_set1_epi32(0x0F);
         let (bp, xq) = (blocks.as_ptr(), xp.as_ptr());
-        let mut acc = _mm512_setzero_ps();
-        for (g, &s) in scales.iter().enumerate() {
-            // SAFETY: block g is blocks[16g..16g+16] and xp[32g..32g+32] (lengths asserted
-            // by the caller).
-            let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(16 * g).cast()));
-            let lo = _mm512_permutexvar_ps(_mm512_and_si512(bytes, low4), lut);
-            let hi = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(bytes), lut);
-            let sum = _mm512_fmadd_ps(
-                lo,
-                _mm512_loadu_ps(xq.add(32 * g)),
-                _mm512_mul_ps(hi, _mm512_loadu_ps(xq.add(32 * g + 16))),
-            );
-            acc = _mm512_fmadd_ps(sum, _mm512_set1_ps(crate::mxfp4::scale(s)), acc);
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let groups = scales.len();
+        let mut g = 0;
+        // SAFETY (all loads below): block g is blocks[16g..16g+16] and xp[32g..32g+32],
+        // inside the slices for every g < groups (lengths asserted by the caller).
+        while g + 4 <= groups {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = mxfp4_block(
+                    lut,
+                    bp.add(16 * (g + k)),
+                    xq.add(32 * (g + k)),
+                    scales[g + k],
+                    *a,
+                );
+            }
+            g += 4;
         }
-        _mm512_reduce_add_ps(acc)
+        while g < groups {
+            acc[0] = mxfp4_block(lut, bp.add(16 * g), xq.add(32 * g), scales[g], acc[0]);
+            g += 1;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
     }
 }
 
