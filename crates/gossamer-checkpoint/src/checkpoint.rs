@@ -61,6 +61,29 @@ pub struct Weights {
     pub unembedding: Linear,
 }
 
+impl Weights {
+    /// Every stored tensor view (fused qkv appears as its three slices).
+    pub fn tensors(&self) -> Vec<&TensorBytes> {
+        let mut out = vec![&self.embedding, &self.final_norm, &self.unembedding.weight];
+        for layer in &self.layers {
+            out.extend([&layer.attn_norm, &layer.sinks, &layer.mlp_norm]);
+            for l in [&layer.q, &layer.k, &layer.v, &layer.o, &layer.router] {
+                out.push(&l.weight);
+                out.extend(l.bias.iter());
+            }
+            let e = &layer.experts;
+            out.extend([&e.gate_up_bias, &e.down_bias]);
+            for m in [&e.gate_up, &e.down] {
+                match m {
+                    ExpertMatrix::Mxfp4 { blocks, scales } => out.extend([blocks, scales]),
+                    ExpertMatrix::Bf16InOut { weight } => out.push(weight),
+                }
+            }
+        }
+        out
+    }
+}
+
 /// An opened, validated checkpoint. Holds the memory maps; weights are views into them.
 pub struct Checkpoint {
     pub dir: PathBuf,

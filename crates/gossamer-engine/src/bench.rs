@@ -79,7 +79,9 @@ pub fn run(
         Ok(cache)
     };
 
-    // Warm-up: touch the weights and the allocator once.
+    // Warm-up: fault in every weight page (as llama-bench's warm-up run and mmap prefetch
+    // do), then one short pass for the allocator.
+    model.prefault();
     {
         let mut cache = model.new_cache();
         model.forward(&tokens(4, vocab, p.seed ^ 3), &mut cache, Logits::Last)?;

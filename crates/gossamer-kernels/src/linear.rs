@@ -90,7 +90,7 @@ impl<'a> Matrix<'a> {
                 let b = &blocks[r * g * mxfp4::BLOCK_BYTES..(r + 1) * g * mxfp4::BLOCK_BYTES];
                 let s = &scales[r * g..(r + 1) * g];
                 if pairs {
-                    simd::dot_mxfp4_pairs(b, s, x)
+                    simd::dot_mxfp4_ordered(b, s, x)
                 } else {
                     mxfp4::dot_row(b, s, x)
                 }
@@ -140,7 +140,12 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
     let permuted;
     let x = if m.uses_pairs() {
         let mut xp = vec![0f32; x.len()];
-        simd::to_pair_order(x, &mut xp);
+        for (src, dst) in x.chunks_exact(m.cols).zip(xp.chunks_exact_mut(m.cols)) {
+            match m.weight {
+                Weight::Mxfp4 { .. } => simd::to_mxfp4_order(src, dst),
+                _ => simd::to_pair_order(src, dst),
+            }
+        }
         permuted = xp;
         &permuted[..]
     } else {

@@ -60,6 +60,49 @@ pub fn to_pair_order(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Blocks per MXFP4 "quad": one 64-byte load of nibbles.
+pub const QUAD_BLOCKS: usize = 4;
+
+/// Permutes `x` (length a multiple of 32) into the order the MXFP4 kernel reads: each group of
+/// four blocks (128 elements) as 8 rows of 16, row `s` lane `i` holding element
+/// `8·(i % 4) + s` of block `i / 4` (the nibble that a right shift by `4s` brings to the bottom
+/// of 32-bit lane `i` of the 64 loaded bytes); blocks after the last whole group in pair order.
+pub fn to_mxfp4_order(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    assert_eq!(x.len() % PAIR_BLOCK, 0);
+    let quad = QUAD_BLOCKS * PAIR_BLOCK;
+    let whole = x.len() / quad * quad;
+    for (src, dst) in x[..whole]
+        .chunks_exact(quad)
+        .zip(out[..whole].chunks_exact_mut(quad))
+    {
+        for s in 0..8 {
+            for i in 0..16 {
+                dst[16 * s + i] = src[PAIR_BLOCK * (i / 4) + 8 * (i % 4) + s];
+            }
+        }
+    }
+    to_pair_order(&x[whole..], &mut out[whole..]);
+}
+
+fn from_mxfp4_order(xq: &[f32]) -> Vec<f32> {
+    let quad = QUAD_BLOCKS * PAIR_BLOCK;
+    let whole = xq.len() / quad * quad;
+    let mut x = vec![0f32; xq.len()];
+    for (src, dst) in xq[..whole]
+        .chunks_exact(quad)
+        .zip(x[..whole].chunks_exact_mut(quad))
+    {
+        for s in 0..8 {
+            for i in 0..16 {
+                dst[PAIR_BLOCK * (i / 4) + 8 * (i % 4) + s] = src[16 * s + i];
+            }
+        }
+    }
+    x[whole..].copy_from_slice(&from_pair_order(&xq[whole..]));
+    x
+}
+
 /// `Σ w[i]·x[i]` for a bf16 row, `xp` in pair order. Caller guarantees `isa() != Scalar`.
 #[inline]
 pub fn dot_bf16_pairs(w: &[u16], xp: &[f32]) -> f32 {
@@ -74,16 +117,16 @@ pub fn dot_bf16_pairs(w: &[u16], xp: &[f32]) -> f32 {
     }
 }
 
-/// `Σ W[i]·x[i]` for one MXFP4 row, `xp` in pair order.
+/// `Σ W[i]·x[i]` for one MXFP4 row, `xp` in [`to_mxfp4_order`].
 #[inline]
-pub fn dot_mxfp4_pairs(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
+pub fn dot_mxfp4_ordered(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
     assert_eq!(blocks.len(), scales.len() * 16);
     assert_eq!(xp.len(), scales.len() * PAIR_BLOCK);
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; the three lengths agree (asserted).
         Isa::Avx512 => unsafe { x86::dot_mxfp4_avx512(blocks, scales, xp) },
-        _ => crate::mxfp4::dot_row(blocks, scales, &from_pair_order(xp)),
+        _ => crate::mxfp4::dot_row(blocks, scales, &from_mxfp4_order(xp)),
     }
 }
 
@@ -150,37 +193,55 @@ mod x86 {
         _mm512_fmadd_ps(sum, _mm512_set1_ps(crate::mxfp4::scale(s)), acc)
     }
 
-    /// Four blocks per step into four accumulators, so consecutive blocks do not wait on one
-    /// another's fused multiply-add latency.
+    /// Four blocks per 64-byte load: 32-bit lane `i` holds 8 nibbles of block `i / 4`;
+    /// shifting the whole register right by `4s` puts nibble `s` of every lane at the bottom,
+    /// where `vpermps` reads its 4-bit index, so no widening is needed. The per-lane block
+    /// scales come from one 32-bit load of four scale bytes. (A scale byte of 0 is taken as
+    /// 0 rather than 2^-127; the difference is below any f32 sum it joins.)
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn dot_mxfp4_avx512(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
         let lut = _mm512_loadu_ps(crate::mxfp4::E2M1.as_ptr());
+        let scale_shift = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
+        let byte = _mm512_set1_epi32(0xFF);
         let (bp, xq) = (blocks.as_ptr(), xp.as_ptr());
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let groups = scales.len();
-        let mut g = 0;
-        // SAFETY (all loads below): block g is blocks[16g..16g+16] and xp[32g..32g+32],
-        // inside the slices for every g < groups (lengths asserted by the caller).
-        while g + 4 <= groups {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = mxfp4_block(
-                    lut,
-                    bp.add(16 * (g + k)),
-                    xq.add(32 * (g + k)),
-                    scales[g + k],
-                    *a,
-                );
-            }
-            g += 4;
+        let quads = scales.len() / super::QUAD_BLOCKS;
+        let mut total = _mm512_setzero_ps();
+        let mut tail = _mm512_setzero_ps();
+        for q in 0..quads {
+            // SAFETY (loads in this loop): quad q is blocks[64q..64q+64], scales[4q..4q+4]
+            // and xp[128q..128q+128], inside the slices since q < scales.len() / 4.
+            let w = _mm512_loadu_si512(bp.add(64 * q).cast());
+            let x = xq.add(128 * q);
+            let s4 = u32::from_le_bytes(scales[4 * q..4 * q + 4].try_into().expect("4 bytes"));
+            let exps = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_set1_epi32(s4 as i32), scale_shift),
+                byte,
+            );
+            let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exps));
+            let v0 = _mm512_permutexvar_ps(w, lut);
+            let v1 = _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(w), lut);
+            let v2 = _mm512_permutexvar_ps(_mm512_srli_epi32::<8>(w), lut);
+            let v3 = _mm512_permutexvar_ps(_mm512_srli_epi32::<12>(w), lut);
+            let v4 = _mm512_permutexvar_ps(_mm512_srli_epi32::<16>(w), lut);
+            let v5 = _mm512_permutexvar_ps(_mm512_srli_epi32::<20>(w), lut);
+            let v6 = _mm512_permutexvar_ps(_mm512_srli_epi32::<24>(w), lut);
+            let v7 = _mm512_permutexvar_ps(_mm512_srli_epi32::<28>(w), lut);
+            let mut a = _mm512_mul_ps(v0, _mm512_loadu_ps(x));
+            let mut b = _mm512_mul_ps(v1, _mm512_loadu_ps(x.add(16)));
+            a = _mm512_fmadd_ps(v2, _mm512_loadu_ps(x.add(32)), a);
+            b = _mm512_fmadd_ps(v3, _mm512_loadu_ps(x.add(48)), b);
+            a = _mm512_fmadd_ps(v4, _mm512_loadu_ps(x.add(64)), a);
+            b = _mm512_fmadd_ps(v5, _mm512_loadu_ps(x.add(80)), b);
+            a = _mm512_fmadd_ps(v6, _mm512_loadu_ps(x.add(96)), a);
+            b = _mm512_fmadd_ps(v7, _mm512_loadu_ps(x.add(112)), b);
+            total = _mm512_fmadd_ps(_mm512_add_ps(a, b), scale, total);
         }
-        while g < groups {
-            acc[0] = mxfp4_block(lut, bp.add(16 * g), xq.add(32 * g), scales[g], acc[0]);
-            g += 1;
+        let first_tail = quads * super::QUAD_BLOCKS;
+        for (g, &s) in scales.iter().enumerate().skip(first_tail) {
+            // SAFETY: block g is blocks[16g..16g+16] and xp[32g..32g+32] (pair order).
+            tail = mxfp4_block(lut, bp.add(16 * g), xq.add(32 * g), s, tail);
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(acc[0], acc[1]),
-            _mm512_add_ps(acc[2], acc[3]),
-        ))
+        _mm512_reduce_add_ps(_mm512_add_ps(total, tail))
     }
 }
 
@@ -222,9 +283,9 @@ mod tests {
             let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
             let x: Vec<f32> = (0..groups * 32).map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0).collect();
             let mut xp = vec![0f32; x.len()];
-            to_pair_order(&x, &mut xp);
+            to_mxfp4_order(&x, &mut xp);
             let scalar = crate::mxfp4::dot_row(&blocks, &scales, &x);
-            let simd = dot_mxfp4_pairs(&blocks, &scales, &xp);
+            let simd = dot_mxfp4_ordered(&blocks, &scales, &xp);
             let mut w = vec![0f32; x.len()];
             crate::mxfp4::decode_row(&blocks, &scales, &mut w);
             let mag: f32 = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
@@ -240,6 +301,14 @@ mod tests {
         assert_eq!(&xp[..4], &[0.0, 2.0, 4.0, 6.0]);
         assert_eq!(xp[16], 1.0);
         assert_eq!(from_pair_order(&xp), x);
+        // 5 blocks: one quad, one block in pair order.
+        let x: Vec<f32> = (0..160).map(|i| i as f32).collect();
+        let mut xq = vec![0f32; 160];
+        to_mxfp4_order(&x, &mut xq);
+        assert_eq!(&xq[..5], &[0.0, 8.0, 16.0, 24.0, 32.0]);
+        assert_eq!(xq[16], 1.0);
+        assert_eq!(&xq[128..130], &[128.0, 130.0]);
+        assert_eq!(from_mxfp4_order(&xq), x);
     }
 
     #[test]
