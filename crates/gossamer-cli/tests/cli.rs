@@ -215,35 +215,22 @@ fn bad_input_gives_one_error_line() {
 
 /// Runs `gossamer chat --events` with `input` on standard input; returns the JSON lines.
 fn chat_events(model: &str, extra: &[&str], input: &str) -> Vec<Value> {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
-        .args([
-            "--threads",
-            "2",
-            "chat",
-            "--model",
-            model,
-            "--events",
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "6",
-            "--date",
-            "2026-11-23",
-        ])
-        .args(extra)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut args = vec![
+        "--threads",
+        "2",
+        "chat",
+        "--model",
+        model,
+        "--events",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--date",
+        "2026-11-23",
+    ];
+    args.extend_from_slice(extra);
+    let out = with_stdin(&args, input);
     assert!(
         out.status.success(),
         "{}",
