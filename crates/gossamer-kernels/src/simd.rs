@@ -14,18 +14,23 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
+    /// AVX2 with FMA (most x86-64 laptops and desktops since 2013).
+    Avx2,
     /// AVX-512F (+BW for byte widening).
     Avx512,
 }
 
-/// Detected once; `GOSSAMER_ISA=scalar` forces the scalar path (for comparisons).
+/// Detected once. `GOSSAMER_ISA=scalar` or `=avx2` caps it (for comparisons); a capped ISA
+/// the CPU lacks falls back to what it has.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("GOSSAMER_ISA").is_ok_and(|v| v == "scalar") {
-            return Isa::Scalar;
+        let best = detect();
+        match std::env::var("GOSSAMER_ISA").as_deref() {
+            Ok("scalar") => Isa::Scalar,
+            Ok("avx2") if best == Isa::Avx512 => Isa::Avx2,
+            _ => best,
         }
-        detect()
     })
 }
 
@@ -36,6 +41,10 @@ fn detect() -> Isa {
             && std::arch::is_x86_feature_detected!("avx512bw")
         {
             return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
         }
     }
     Isa::Scalar
@@ -113,6 +122,9 @@ pub fn dot_bf16_pairs(w: &[u16], xp: &[f32]) -> f32 {
         // SAFETY: `isa()` returned Avx512 only after detecting avx512f and avx512bw; the
         // lengths were checked above.
         Isa::Avx512 => unsafe { x86::dot_bf16_avx512(w, xp) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2 is returned only after detecting avx2 and fma; lengths checked above.
+        Isa::Avx2 => unsafe { x86::dot_bf16_avx2(w, xp) },
         _ => crate::bf16::dot(w, &from_pair_order(xp)),
     }
 }
@@ -126,6 +138,9 @@ pub fn dot_mxfp4_ordered(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above; the three lengths agree (asserted).
         Isa::Avx512 => unsafe { x86::dot_mxfp4_avx512(blocks, scales, xp) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::dot_mxfp4_avx2(blocks, scales, xp) },
         _ => crate::mxfp4::dot_row(blocks, scales, &from_mxfp4_order(xp)),
     }
 }
@@ -243,6 +258,136 @@ mod x86 {
         }
         _mm512_reduce_add_ps(_mm512_add_ps(total, tail))
     }
+
+    /// AVX2 twin of [`dot_bf16_avx512`]: two 32-byte loads per 32-element block.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_bf16_avx2(w: &[u16], xp: &[f32]) -> f32 {
+        let (wp, xq) = (w.as_ptr(), xp.as_ptr());
+        let hi_mask = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..w.len() / 32 {
+            // SAFETY: block b is w[32b..32b+32] and xp[32b..32b+32], inside the slices.
+            let (w0, w1) = (
+                _mm256_loadu_si256(wp.add(32 * b).cast()),
+                _mm256_loadu_si256(wp.add(32 * b + 16).cast()),
+            );
+            let x = xq.add(32 * b);
+            // Words 0..8 hold pairs 0..8 (x at 0..8 and 16..24), words 8..16 pairs 8..16.
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w0)),
+                _mm256_loadu_ps(x),
+                acc[0],
+            );
+            acc[1] = _mm256_fmadd_ps(
+                _mm256_castsi256_ps(_mm256_and_si256(w0, hi_mask)),
+                _mm256_loadu_ps(x.add(16)),
+                acc[1],
+            );
+            acc[2] = _mm256_fmadd_ps(
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w1)),
+                _mm256_loadu_ps(x.add(8)),
+                acc[2],
+            );
+            acc[3] = _mm256_fmadd_ps(
+                _mm256_castsi256_ps(_mm256_and_si256(w1, hi_mask)),
+                _mm256_loadu_ps(x.add(24)),
+                acc[3],
+            );
+        }
+        hsum256(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum256(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// E2M1 of the 4-bit index in the bottom of each lane: the magnitude from an 8-entry
+    /// table (`vpermps` reads 3 bits), the sign bit moved from bit 3 to bit 31.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn e2m1_avx2(lut8: __m256, idx: __m256i) -> __m256 {
+        let mag = _mm256_permutevar8x32_ps(lut8, idx);
+        let sign = _mm256_slli_epi32::<28>(_mm256_and_si256(idx, _mm256_set1_epi32(8)));
+        _mm256_xor_ps(mag, _mm256_castsi256_ps(sign))
+    }
+
+    /// AVX2 twin of [`dot_mxfp4_avx512`], same activation order: each 64-byte quad is read
+    /// as two 32-byte halves (blocks 0–1 and 2–3).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_mxfp4_avx2(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
+        let lut8 = _mm256_loadu_ps(crate::mxfp4::E2M1.as_ptr());
+        let (bp, xq) = (blocks.as_ptr(), xp.as_ptr());
+        let quads = scales.len() / super::QUAD_BLOCKS;
+        let mut total = _mm256_setzero_ps();
+        for q in 0..quads {
+            for half in 0..2 {
+                // SAFETY: quad q is blocks[64q..64q+64], scales[4q..4q+4], xp[128q..128q+128].
+                let w = _mm256_loadu_si256(bp.add(64 * q + 32 * half).cast());
+                let x = xq.add(128 * q + 8 * half);
+                let s0 = crate::mxfp4::scale(scales[4 * q + 2 * half]);
+                let s1 = crate::mxfp4::scale(scales[4 * q + 2 * half + 1]);
+                let scale = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
+                let mut a = _mm256_mul_ps(e2m1_avx2(lut8, w), _mm256_loadu_ps(x));
+                let mut b = _mm256_mul_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<4>(w)),
+                    _mm256_loadu_ps(x.add(16)),
+                );
+                a = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<8>(w)),
+                    _mm256_loadu_ps(x.add(32)),
+                    a,
+                );
+                b = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<12>(w)),
+                    _mm256_loadu_ps(x.add(48)),
+                    b,
+                );
+                a = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<16>(w)),
+                    _mm256_loadu_ps(x.add(64)),
+                    a,
+                );
+                b = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<20>(w)),
+                    _mm256_loadu_ps(x.add(80)),
+                    b,
+                );
+                a = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<24>(w)),
+                    _mm256_loadu_ps(x.add(96)),
+                    a,
+                );
+                b = _mm256_fmadd_ps(
+                    e2m1_avx2(lut8, _mm256_srli_epi32::<28>(w)),
+                    _mm256_loadu_ps(x.add(112)),
+                    b,
+                );
+                total = _mm256_fmadd_ps(_mm256_add_ps(a, b), scale, total);
+            }
+        }
+        let mut rest = hsum256(total);
+        for g in quads * super::QUAD_BLOCKS..scales.len() {
+            // Tail blocks in pair order: bytes 0..8 pair with x 0..8 / 16..24, bytes 8..16
+            // with 8..16 / 24..32.
+            let b = &blocks[16 * g..16 * g + 16];
+            let x = &xp[32 * g..32 * g + 32];
+            let mut sum = 0f32;
+            for (k, &byte) in b.iter().enumerate() {
+                sum += crate::mxfp4::E2M1[(byte & 0x0F) as usize] * x[k]
+                    + crate::mxfp4::E2M1[(byte >> 4) as usize] * x[16 + k];
+            }
+            rest += sum * crate::mxfp4::scale(scales[g]);
+        }
+        rest
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +416,13 @@ mod tests {
             to_pair_order(&x, &mut xp);
             let scalar = crate::bf16::dot(&w, &x);
             let simd = dot_bf16_pairs(&w, &xp);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: features detected just above; lengths are multiples of 32.
+                let avx2 = unsafe { x86::dot_bf16_avx2(&w, &xp) };
+                let mag: f32 = w.iter().zip(&x).map(|(a, b)| (crate::bf16::to_f32(*a) * b).abs()).sum();
+                prop_assert!(close(scalar, avx2, mag), "avx2 {scalar} vs {avx2}");
+            }
             let mag: f32 = w.iter().zip(&x).map(|(a, b)| (crate::bf16::to_f32(*a) * b).abs()).sum();
             prop_assert!(close(scalar, simd, mag), "{scalar} vs {simd}");
         }
@@ -289,6 +441,12 @@ mod tests {
             let mut w = vec![0f32; x.len()];
             crate::mxfp4::decode_row(&blocks, &scales, &mut w);
             let mag: f32 = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: features detected just above; the three lengths agree.
+                let avx2 = unsafe { x86::dot_mxfp4_avx2(&blocks, &scales, &xp) };
+                prop_assert!(close(scalar, avx2, mag), "avx2 {scalar} vs {avx2}");
+            }
             prop_assert!(close(scalar, simd, mag), "{scalar} vs {simd}");
         }
     }
