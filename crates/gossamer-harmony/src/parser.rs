@@ -756,3 +756,21 @@ fn end_token_name(end: End) -> &'static str {
 pub fn is_structural(id: u32) -> bool {
     id >= FIRST_SPECIAL
 }
+
+/// The text the parser's events must account for: each run of ordinary (non-structural) tokens
+/// decoded on its own, invalid UTF-8 as U+FFFD, concatenated. The no-loss guarantee (checked by
+/// the property tests and the fuzz target) is that the header texts and deltas, in order,
+/// equal this.
+pub fn ordinary_text(tokenizer: &Tokenizer, tokens: &[u32]) -> String {
+    let mut out = String::new();
+    let mut run = Vec::new();
+    for &id in tokens.iter().chain(std::iter::once(&u32::MAX)) {
+        if is_structural(id) {
+            out.push_str(&String::from_utf8_lossy(&run));
+            run.clear();
+        } else if let Ok(bytes) = tokenizer.decode_bytes(&[id]) {
+            run.extend(bytes);
+        }
+    }
+    out
+}

@@ -3,7 +3,7 @@
 //! property tests (no panic, no lost text, round trip).
 
 use gossamer_harmony::parser::{
-    is_structural, parse_completion, parse_tokens, End, Event, MessageCollector, ParsedMessage,
+    ordinary_text, parse_completion, parse_tokens, End, Event, MessageCollector, ParsedMessage,
     Role, StreamParser, ToolCall, Warning,
 };
 use gossamer_harmony::tokenizer::special;
@@ -73,18 +73,7 @@ fn run(tokens: &[u32], first_role: Option<Role>) -> Vec<Event> {
 
 /// Expected text: the lossy decoding of each run of ordinary tokens, concatenated.
 fn expected_text(tokens: &[u32]) -> String {
-    let t = tk();
-    let mut out = String::new();
-    let mut run = Vec::new();
-    for &id in tokens.iter().chain(std::iter::once(&u32::MAX)) {
-        if is_structural(id) {
-            out.push_str(&String::from_utf8_lossy(&run));
-            run.clear();
-        } else {
-            run.extend(t.decode_bytes(&[id]).unwrap());
-        }
-    }
-    out
+    ordinary_text(&tk(), tokens)
 }
 
 fn check_invariants(tokens: &[u32], events: &[Event]) {
