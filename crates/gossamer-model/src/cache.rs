@@ -3,6 +3,7 @@
 
 use gossamer_checkpoint::{AttentionKind, ModelConfig};
 
+#[derive(Clone)]
 pub(crate) struct LayerKv {
     /// Rows of `[kv_heads · head_dim]`, positions `first_pos..first_pos + rows`.
     pub k: Vec<f32>,
@@ -12,6 +13,8 @@ pub(crate) struct LayerKv {
     pub window: Option<usize>,
 }
 
+/// Cloning copies the cached keys and values (a fork of the sequence).
+#[derive(Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,
     pub(crate) kv_dim: usize,
