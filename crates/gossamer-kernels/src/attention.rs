@@ -66,7 +66,7 @@ pub fn attention(
                 .clone()
                 .map(|j| {
                     let kj = &kv.k[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
-                    qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale
+                    dot_f32(qh, kj) * scale
                 })
                 .collect();
             let max = scores.iter().copied().fold(sinks[h], f32::max);
@@ -84,6 +84,22 @@ pub fn attention(
                 }
             }
         });
+}
+
+/// `Σ a[i]·b[i]` in independent lanes, so the compiler vectorises it (a single running sum
+/// would pin the order of additions and stay scalar).
+#[inline]
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
