@@ -50,37 +50,50 @@ pub fn attention(
         "attention: keys must reach the last query position"
     );
     let group = heads / kv_heads;
-    out.par_chunks_mut(head_dim)
+    // One task per (query token, KV head): the group's query heads are contiguous in `out`,
+    // and each key and value row is read once for all of them.
+    out.par_chunks_mut(group * head_dim)
         .enumerate()
         .for_each(|(idx, o)| {
-            let (t, h) = (idx / heads, idx % heads);
+            let (t, g) = (idx / kv_heads, idx % kv_heads);
             let pos = q_pos + t;
             let mut lo = kv.first_pos;
             if let Some(w) = window {
                 lo = lo.max((pos + 1).saturating_sub(w));
             }
-            let g = h / group;
-            let qh = &q[t * qw + h * head_dim..t * qw + (h + 1) * head_dim];
             let keys = lo - kv.first_pos..pos + 1 - kv.first_pos;
-            let mut scores: Vec<f32> = keys
-                .clone()
-                .map(|j| {
-                    let kj = &kv.k[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
-                    dot_f32(qh, kj) * scale
-                })
-                .collect();
-            let max = scores.iter().copied().fold(sinks[h], f32::max);
-            let mut denom = (sinks[h] - max).exp();
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                denom += *s;
+            let n_keys = keys.len();
+            let first_head = g * group;
+            let qg = &q[t * qw + first_head * head_dim..t * qw + (first_head + group) * head_dim];
+            // scores[hh * n_keys + k]: query head `first_head + hh`, key `keys.start + k`.
+            let mut scores = vec![0f32; group * n_keys];
+            for (k, j) in keys.clone().enumerate() {
+                let kj = &kv.k[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
+                for (hh, qh) in qg.chunks_exact(head_dim).enumerate() {
+                    scores[hh * n_keys + k] = dot_f32(qh, kj) * scale;
+                }
+            }
+            for (hh, row) in scores.chunks_exact_mut(n_keys).enumerate() {
+                let sink = sinks[first_head + hh];
+                let max = row.iter().copied().fold(sink, f32::max);
+                let mut denom = (sink - max).exp();
+                for s in row.iter_mut() {
+                    *s = (*s - max).exp();
+                    denom += *s;
+                }
+                let inv = 1.0 / denom;
+                for s in row.iter_mut() {
+                    *s *= inv;
+                }
             }
             o.fill(0.0);
-            for (j, p) in keys.zip(&scores) {
+            for (k, j) in keys.enumerate() {
                 let vj = &kv.v[j * kvw + g * head_dim..j * kvw + (g + 1) * head_dim];
-                let w = p / denom;
-                for (oo, vv) in o.iter_mut().zip(vj) {
-                    *oo += w * vv;
+                for (hh, oh) in o.chunks_exact_mut(head_dim).enumerate() {
+                    let w = scores[hh * n_keys + k];
+                    for (oo, vv) in oh.iter_mut().zip(vj) {
+                        *oo += w * vv;
+                    }
                 }
             }
         });
@@ -93,7 +106,12 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ac.zip(bc) {
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
