@@ -71,11 +71,10 @@ impl<'a> Matrix<'a> {
             && !matches!(self.weight, Weight::Bf16Transposed(_))
     }
 
-    /// `W[r]·x` for one row (row-major formats only); `x` in pair order when
-    /// [`Self::uses_pairs`].
+    /// `W[r]·x` for one row (row-major formats only); `pairs` is [`Self::uses_pairs`],
+    /// decided once per product, and then `x` is in the SIMD kernels' order.
     #[inline]
-    fn dot_row(&self, r: usize, x: &[f32]) -> f32 {
-        let pairs = self.uses_pairs();
+    fn dot_row(&self, r: usize, x: &[f32], pairs: bool) -> f32 {
         match self.weight {
             Weight::Bf16(w) => {
                 let row = &w[r * self.cols..(r + 1) * self.cols];
@@ -100,7 +99,7 @@ impl<'a> Matrix<'a> {
     }
 
     /// `out[k] = (W·x)[r0 + k]` for the rows `r0..r0+out.len()`, one token.
-    fn rows_into(&self, r0: usize, x: &[f32], out: &mut [f32]) {
+    fn rows_into(&self, r0: usize, x: &[f32], out: &mut [f32], pairs: bool) {
         match self.weight {
             Weight::Bf16Transposed(w) => {
                 out.fill(0.0);
@@ -112,7 +111,7 @@ impl<'a> Matrix<'a> {
             }
             _ => {
                 for (k, o) in out.iter_mut().enumerate() {
-                    *o = self.dot_row(r0 + k, x);
+                    *o = self.dot_row(r0 + k, x, pairs);
                 }
             }
         }
@@ -138,7 +137,8 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
     let chunk = rows_per_task(m, n);
     // Permute the activations once for the whole product (see `simd`).
     let permuted;
-    let x = if m.uses_pairs() {
+    let pairs = m.uses_pairs();
+    let x = if pairs {
         let mut xp = vec![0f32; x.len()];
         for (src, dst) in x.chunks_exact(m.cols).zip(xp.chunks_exact_mut(m.cols)) {
             match m.weight {
@@ -154,7 +154,7 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
     if n == 1 {
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
             let r0 = c * chunk;
-            m.rows_into(r0, x, out);
+            m.rows_into(r0, x, out, pairs);
             if let Some(b) = bias {
                 for (o, &bb) in out.iter_mut().zip(&b[r0..]) {
                     *o += bf16::to_f32(bb);
@@ -178,6 +178,7 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
                             r0,
                             &x[t * m.cols..(t + 1) * m.cols],
                             &mut band[t * width..(t + 1) * width],
+                            pairs,
                         );
                     }
                 }
@@ -185,7 +186,7 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
                     for k in 0..width {
                         for t in 0..n {
                             band[t * width + k] =
-                                m.dot_row(r0 + k, &x[t * m.cols..(t + 1) * m.cols]);
+                                m.dot_row(r0 + k, &x[t * m.cols..(t + 1) * m.cols], pairs);
                         }
                     }
                 }
