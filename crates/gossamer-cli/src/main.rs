@@ -74,6 +74,32 @@ struct ScoreArgs {
     json: bool,
 }
 
+/// Sampling flags shared by `generate` and `chat`.
+#[derive(Args)]
+struct SamplingArgs {
+    /// OpenAI's recommendation for gpt-oss is 1.0; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn params(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            seed: self.seed,
+        }
+    }
+}
+
 #[derive(Args)]
 struct GenerateArgs {
     #[arg(long)]
@@ -91,16 +117,8 @@ struct GenerateArgs {
     prompt: Option<String>,
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// 0 disables top-k.
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     #[arg(long)]
     json: bool,
 }
@@ -127,13 +145,8 @@ struct ChatArgs {
     /// Token budget per answer (reasoning included).
     #[arg(long, default_value_t = 4096)]
     max_tokens: usize,
-    /// OpenAI's recommendation for gpt-oss is 1.0; 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Print JSON lines (prompt tokens, parser events, turn summaries) instead of text.
     #[arg(long)]
     events: bool,
@@ -350,12 +363,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     }
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
-        sampling: SamplingParams {
-            temperature: a.temperature,
-            top_p: a.top_p,
-            top_k: a.top_k,
-            seed: a.seed,
-        },
+        sampling: a.sampling.params(),
         stop_tokens: ASSISTANT_STOP_TOKENS.to_vec(),
         cancel: None,
     };
@@ -428,12 +436,7 @@ fn chat(a: ChatArgs) -> Result<()> {
             show_reasoning: a.show_reasoning && !a.hide_reasoning,
             date,
             max_tokens: a.max_tokens,
-            sampling: SamplingParams {
-                temperature: a.temperature,
-                top_p: a.top_p,
-                top_k: 0,
-                seed: a.seed,
-            },
+            sampling: a.sampling.params(),
             events: a.events,
         },
     )

@@ -86,7 +86,7 @@ fn inspect_score_and_generate_speak_json() {
     }
 
     // Greedy: deterministic, and its first token is the top-1 of the last scored position.
-    let greedy = ok_json(&[
+    let greedy_args = [
         "generate",
         "--model",
         m,
@@ -97,22 +97,12 @@ fn inspect_score_and_generate_speak_json() {
         "--temperature",
         "0",
         "--json",
-    ]);
+    ];
+    let greedy = ok_json(&greedy_args);
     let toks = greedy["tokens"].as_array().unwrap();
     assert_eq!(toks.len(), 6);
     assert_eq!(toks[0], positions[2]["top"][0]["id"]);
-    let again = ok_json(&[
-        "generate",
-        "--model",
-        m,
-        "--tokens",
-        "5,6,7",
-        "--max-tokens",
-        "6",
-        "--temperature",
-        "0",
-        "--json",
-    ]);
+    let again = ok_json(&greedy_args);
     assert_eq!(greedy["tokens"], again["tokens"]);
 
     // The benchmark speaks JSON with the fields scripts compare.

@@ -139,7 +139,7 @@ fn check(path: &Path, golden: &Golden, ck: &Checkpoint) -> (Vec<String>, f32) {
         let mut next = model.forward(&p.tokens, &mut cache, Logits::Last).unwrap();
         let mut ours = Vec::new();
         for _ in 0..p.greedy.tokens.len() {
-            let t = gossamer_engine_argmax(&next);
+            let t = argmax(&next);
             ours.push(t);
             next = model.forward(&[t], &mut cache, Logits::Last).unwrap();
         }
@@ -153,8 +153,9 @@ fn check(path: &Path, golden: &Golden, ck: &Checkpoint) -> (Vec<String>, f32) {
     (failures, worst)
 }
 
-/// Highest logit, lowest id on ties (the engine's greedy rule; torch's argmax agrees).
-fn gossamer_engine_argmax(row: &[f32]) -> u32 {
+/// Highest logit, lowest id on ties: the engine's greedy rule (`gossamer_engine::sampler::argmax`,
+/// not a dependency of this crate) and torch's.
+fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &l) in row.iter().enumerate() {
         if l > row[best] {
