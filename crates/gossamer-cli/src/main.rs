@@ -14,7 +14,7 @@ use gossamer_checkpoint::synth::{self, Preset, SynthOptions};
 use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
 use gossamer_engine::{GenerateOptions, SamplingParams, ASSISTANT_STOP_TOKENS};
 use gossamer_harmony::Tokenizer;
-use gossamer_model::{GptOss, Logits};
+use gossamer_model::{GptOss, Logits, Precision};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -27,6 +27,11 @@ struct Cli {
     /// Compute threads (default: every core).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Arithmetic of prefill products: `exact` (f32 activations everywhere) or `fast` (bf16
+    /// activations in batched products where the CPU multiplies bf16 natively). Default: exact
+    /// for `score`, fast for the rest.
+    #[arg(long, global = true, value_name = "exact|fast")]
+    precision: Option<Precision>,
     #[command(subcommand)]
     command: Command,
 }
@@ -225,13 +230,14 @@ fn main() -> ExitCode {
         _ => cli.threads,
     };
     gossamer_kernels::threads::init(threads);
+    let precision = cli.precision;
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
-        Command::Score(a) => score(a),
-        Command::Chat(a) => chat(a),
-        Command::Bench(a) => bench(a),
+        Command::Score(a) => score(a, precision.unwrap_or(Precision::Exact)),
+        Command::Chat(a) => chat(a, precision.unwrap_or(Precision::Fast)),
+        Command::Bench(a) => bench(a, precision.unwrap_or(Precision::Fast)),
         Command::Harmony(c) => harmony_cmd::run(c),
-        Command::Generate(a) => generate(a),
+        Command::Generate(a) => generate(a, precision.unwrap_or(Precision::Fast)),
         Command::RandomCheckpoint(a) => random_checkpoint(a),
     };
     match result {
@@ -300,12 +306,13 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-fn score(a: ScoreArgs) -> Result<()> {
+fn score(a: ScoreArgs, precision: Precision) -> Result<()> {
     if a.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
     let ck = open(&a.model)?;
-    let model = GptOss::new(&ck);
+    let mut model = GptOss::new(&ck);
+    model.set_precision(precision);
     let mut cache = model.new_cache();
     let vocab = model.config().vocab_size;
     // Chunks through the KV cache (identical to one pass, see the model's tests) keep the
@@ -349,9 +356,10 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter().map(|i| (i, row[i as usize])).collect()
 }
 
-fn generate(a: GenerateArgs) -> Result<()> {
+fn generate(a: GenerateArgs, precision: Precision) -> Result<()> {
     let ck = open(&a.model)?;
-    let model = GptOss::new(&ck);
+    let mut model = GptOss::new(&ck);
+    model.set_precision(precision);
     let tokenizer = Tokenizer::o200k_harmony();
     let prompt = match (&a.tokens, &a.prompt) {
         (Some(t), _) => t.clone(),
@@ -420,9 +428,10 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn chat(a: ChatArgs) -> Result<()> {
+fn chat(a: ChatArgs, precision: Precision) -> Result<()> {
     let ck = open(&a.model)?;
-    let model = GptOss::new(&ck);
+    let mut model = GptOss::new(&ck);
+    model.set_precision(precision);
     let date = match a.date.as_deref() {
         Some("none") => None,
         Some(d) => Some(d.to_string()),
@@ -460,12 +469,13 @@ fn today_utc() -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn bench(a: BenchArgs) -> Result<()> {
+fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
     if a.repeats == 0 {
         bail!("-r must be at least 1");
     }
     let ck = open(&a.model)?;
-    let model = GptOss::new(&ck);
+    let mut model = GptOss::new(&ck);
+    model.set_precision(precision);
     let stats = ck.stats();
     let params = gossamer_engine::bench::BenchParams {
         prompt_tokens: a.prompt_tokens,
@@ -504,6 +514,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             json!({
                 "model": ck.dir,
                 "threads": threads,
+                "precision": precision_name(precision),
                 "prompt_tokens": a.prompt_tokens,
                 "decode_tokens": a.decode_tokens,
                 "depth": a.depth,
@@ -518,9 +529,10 @@ fn bench(a: BenchArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("| model | threads | test | t/s | GB/s |");
-    println!("|---|---|---|---|---|");
+    println!("| model | threads | precision | test | t/s | GB/s |");
+    println!("|---|---|---|---|---|---|");
     let name = ck.dir.display();
+    let prec = precision_name(precision);
     let depth = if a.depth > 0 {
         format!(" @ d{}", a.depth)
     } else {
@@ -528,13 +540,13 @@ fn bench(a: BenchArgs) -> Result<()> {
     };
     if let Some(p) = r.prefill {
         println!(
-            "| {name} | {threads} | pp{}{depth} | {:.2} ± {:.2} | |",
+            "| {name} | {threads} | {prec} | pp{}{depth} | {:.2} ± {:.2} | |",
             a.prompt_tokens, p.mean, p.stddev
         );
     }
     if let (Some(d), Some(g)) = (r.decode, gb_s) {
         println!(
-            "| {name} | {threads} | tg{}{depth} | {:.2} ± {:.2} | {g:.1} ({:.2} GB/token) |",
+            "| {name} | {threads} | {prec} | tg{}{depth} | {:.2} ± {:.2} | {g:.1} ({:.2} GB/token) |",
             a.decode_tokens,
             d.mean,
             d.stddev,
@@ -542,6 +554,15 @@ fn bench(a: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Exact => "exact",
+        Precision::Fast if gossamer_kernels::gemm::has_bf16_dot() => "fast",
+        // Asked for, but this CPU has no bf16 dot product: the products run in f32.
+        Precision::Fast => "fast (f32: no AVX512-BF16)",
+    }
 }
 
 fn random_checkpoint(a: RandomCheckpointArgs) -> Result<()> {

@@ -5,6 +5,17 @@ pub fn to_f32(bits: u16) -> f32 {
     f32::from_bits((bits as u32) << 16)
 }
 
+/// Rounds to the nearest bf16, ties to even (NaN stays a quiet NaN).
+#[inline]
+pub fn from_f32_rne(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if v.is_nan() {
+        return ((bits >> 16) | 0x0040) as u16;
+    }
+    let round = 0x7FFF + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
 /// Widens a bf16 vector (norm gains, biases, sinks) into f32.
 pub fn to_f32_vec(bits: &[u16]) -> Vec<f32> {
     bits.iter().map(|&b| to_f32(b)).collect()
@@ -46,6 +57,29 @@ pub fn axpy(a: f32, w: &[u16], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_matches_half() {
+        for v in [
+            0.0f32,
+            -0.0,
+            1.0,
+            1.0 + 2f32.powi(-8), // a tie: rounds to even (1.0)
+            1.0 + 3.0 * 2f32.powi(-9),
+            3.0e38,
+            -7.1e-39,
+            f32::INFINITY,
+            1.0e-40,
+        ] {
+            assert_eq!(from_f32_rne(v), half::bf16::from_f32(v).to_bits(), "{v}");
+        }
+        for i in 0..100_000u32 {
+            let v = f32::from_bits(i.wrapping_mul(2_654_435_761));
+            if !v.is_nan() {
+                assert_eq!(from_f32_rne(v), half::bf16::from_f32(v).to_bits(), "{v}");
+            }
+        }
+    }
 
     #[test]
     fn widening_is_exact() {

@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod bf16;
+pub mod gemm;
 pub mod linear;
 pub mod moe;
 pub mod mxfp4;

@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use crate::gemm::{self, Precision};
 use crate::simd::{self, Isa};
 use crate::{bf16, mxfp4};
 
@@ -128,11 +129,25 @@ fn rows_per_task(m: &Matrix, n: usize) -> usize {
 }
 
 /// `y[t] = W·x[t] + bias` for `n` tokens: `x` is `[n, cols]`, `y` is `[n, rows]`.
-pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
+/// Several tokens go through the blocked [`gemm`] where it applies, in `precision`; one token
+/// is a row-by-row matrix-vector product, always in f32.
+pub fn linear(
+    m: &Matrix,
+    bias: Option<&[u16]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    precision: Precision,
+) {
     assert_eq!(x.len(), n * m.cols, "linear: input size");
     assert_eq!(y.len(), n * m.rows, "linear: output size");
     if let Some(b) = bias {
         assert_eq!(b.len(), m.rows, "linear: bias size");
+    }
+    if n > 1 && gemm::applies(m) {
+        gemm::gemm(m, x, n, y, precision);
+        add_bias(y, m.rows, bias);
+        return;
     }
     let chunk = rows_per_task(m, n);
     // Permute the activations once for the whole product (see `simd`).
@@ -201,8 +216,12 @@ pub fn linear(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f3
                 .copy_from_slice(&band[t * width..(t + 1) * width]);
         }
     }
+    add_bias(y, m.rows, bias);
+}
+
+fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {
     if let Some(b) = bias {
-        for row in y.chunks_exact_mut(m.rows) {
+        for row in y.chunks_exact_mut(rows) {
             for (o, &bb) in row.iter_mut().zip(b) {
                 *o += bf16::to_f32(bb);
             }
@@ -240,7 +259,7 @@ mod tests {
             .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.17)
             .collect();
         let mut y = vec![0f32; n * m.rows];
-        linear(m, Some(&bias), &x, n, &mut y);
+        linear(m, Some(&bias), &x, n, &mut y, Precision::Exact);
         let expect = naive(dense, m.rows, m.cols, &biasf, &x, n);
         for (a, b) in y.iter().zip(&expect) {
             assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");

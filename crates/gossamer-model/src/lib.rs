@@ -10,4 +10,4 @@ mod cache;
 mod model;
 
 pub use cache::KvCache;
-pub use model::{GptOss, Logits, ModelError};
+pub use model::{GptOss, Logits, ModelError, Precision};

@@ -2,6 +2,7 @@
 
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
+pub use gossamer_kernels::gemm::Precision;
 use gossamer_kernels::linear::{linear, Matrix};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
@@ -40,6 +41,8 @@ pub struct GptOss {
     rope: Rope,
     /// Per layer, widened once: tiny, and read by every attention head.
     sinks: Vec<Vec<f32>>,
+    /// Arithmetic of multi-token products (prefill); exact unless asked.
+    precision: Precision,
 }
 
 impl GptOss {
@@ -66,7 +69,17 @@ impl GptOss {
             w: ckpt.weights.clone(),
             rope,
             sinks,
+            precision: Precision::Exact,
         }
+    }
+
+    /// Chooses the arithmetic of prefill products (see [`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Reads one byte of every page of every weight, so the first tokens do not pay for
@@ -155,9 +168,10 @@ impl GptOss {
         for (l, layer) in self.w.layers.iter().enumerate() {
             // Attention block.
             norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed);
-            let mut q = project(&layer.q, &normed, n);
-            let mut k = project(&layer.k, &normed, n);
-            let v = project(&layer.v, &normed, n);
+            let p = self.precision;
+            let mut q = project(&layer.q, &normed, n, p);
+            let mut k = project(&layer.k, &normed, n, p);
+            let v = project(&layer.v, &normed, n, p);
             for t in 0..n {
                 let (c, s) = (
                     &cos[t * half..(t + 1) * half],
@@ -190,12 +204,12 @@ impl GptOss {
                 &mut attn,
             );
             kv.trim(cfg.kv_dim());
-            let o = project(&layer.o, &attn, n);
+            let o = project(&layer.o, &attn, n, p);
             add_into(&mut x, &o);
 
             // Mixture-of-experts block.
             norm::rms_norm(&x, layer.mlp_norm.as_u16(), eps, &mut normed);
-            let router_logits = project(&layer.router, &normed, n);
+            let router_logits = project(&layer.router, &normed, n, Precision::Exact);
             let moe_out = self.experts(l, &normed, &router_logits, n);
             add_into(&mut x, &moe_out);
         }
@@ -215,7 +229,7 @@ impl GptOss {
             .chunks(UNEMBED_CHUNK * h)
             .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
         {
-            linear(&unembed, None, xs, xs.len() / h, ys);
+            linear(&unembed, None, xs, xs.len() / h, ys, self.precision);
         }
         Ok(logits)
     }
@@ -252,7 +266,7 @@ impl GptOss {
             let gate_up = expert_matrix(&ex.gate_up, e, 2 * inter, h);
             let gu_bias = &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter];
             let mut gu = vec![0f32; m * 2 * inter];
-            linear(&gate_up, Some(gu_bias), &xs, m, &mut gu);
+            linear(&gate_up, Some(gu_bias), &xs, m, &mut gu, self.precision);
             let mut act = vec![0f32; m * inter];
             act.par_chunks_mut(inter)
                 .zip(gu.par_chunks(2 * inter))
@@ -260,7 +274,7 @@ impl GptOss {
             let down = expert_matrix(&ex.down, e, h, inter);
             let down_bias = &ex.down_bias.as_u16()[e * h..(e + 1) * h];
             let mut y = vec![0f32; m * h];
-            linear(&down, Some(down_bias), &act, m, &mut y);
+            linear(&down, Some(down_bias), &act, m, &mut y, self.precision);
             for (i, &(t, w)) in users.iter().enumerate() {
                 for (o, &v) in out[t * h..(t + 1) * h]
                     .iter_mut()
@@ -274,10 +288,17 @@ impl GptOss {
     }
 }
 
-fn project(lin: &Linear, x: &[f32], n: usize) -> Vec<f32> {
+fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision) -> Vec<f32> {
     let m = Matrix::bf16(lin.weight.as_u16(), lin.rows, lin.cols);
     let mut y = vec![0f32; n * lin.rows];
-    linear(&m, lin.bias.as_ref().map(|b| b.as_u16()), x, n, &mut y);
+    linear(
+        &m,
+        lin.bias.as_ref().map(|b| b.as_u16()),
+        x,
+        n,
+        &mut y,
+        precision,
+    );
     y
 }
 
