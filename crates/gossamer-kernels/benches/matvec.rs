@@ -1,0 +1,96 @@
+//! Decode matrix-vector throughput in GB/s of weights read, for bf16 and MXFP4 rows:
+//! once with the matrix resident in L2 (the kernel's compute ceiling), once streaming a
+//! matrix far larger than the caches (what decoding sees).
+//!
+//! `cargo bench -p gossamer-kernels --bench matvec [-- THREADS]`
+
+use std::time::Instant;
+
+use gossamer_kernels::gemm::Precision;
+use gossamer_kernels::linear::{linear, Matrix};
+
+fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+/// Best-of GB/s for `y = W·x` over `reps` passes, each pass over `views` (disjoint row bands
+/// of one big matrix, so streaming passes never hit the cache).
+fn measure(views: &[Matrix], bytes_per_view: usize, reps: usize) -> f64 {
+    let cols = views[0].cols;
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut y = vec![0f32; views[0].rows];
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        for m in views {
+            linear(m, None, &x, 1, &mut y, Precision::Exact);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(&y);
+    }
+    (bytes_per_view * views.len()) as f64 / best / 1e9
+}
+
+fn main() {
+    let threads: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
+    let threads = gossamer_kernels::threads::init(threads.or(Some(2)));
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
+    let cols = 2880usize;
+    // 1 GiB-ish of each format: far beyond any cache.
+    let big_rows = 96 * 2880;
+    let blocks: Vec<u8> = (0..big_rows * cols / 2).map(|_| next() as u8).collect();
+    let scales: Vec<u8> = (0..big_rows * cols / 32)
+        .map(|_| 118 + (next() % 8) as u8)
+        .collect();
+    let bf: Vec<u16> = (0..big_rows * cols / 4)
+        .map(|_| 0x3C00 | (next() as u16 & 0x80FF))
+        .collect();
+    println!(
+        "threads: {threads}, ISA: {:?}",
+        gossamer_kernels::simd::isa()
+    );
+    println!("| format | matrix | GB/s |");
+    println!("|---|---|---|");
+
+    let band = 2880; // rows per product, like one expert's down projection
+    let g = cols / 32;
+    let mx = |r0: usize, rows: usize| {
+        Matrix::mxfp4(
+            &blocks[r0 * g * 16..(r0 + rows) * g * 16],
+            &scales[r0 * g..(r0 + rows) * g],
+            rows,
+            cols,
+        )
+    };
+    let mx_bytes = band * g * 17;
+    let hot_rows = 128; // 128 × 1.5 KB: L2-resident
+    println!(
+        "| MXFP4 | {hot_rows}×{cols}, in L2 | {:.1} |",
+        measure(&[mx(0, hot_rows)], hot_rows * g * 17, 2000)
+    );
+    let views: Vec<Matrix> = (0..big_rows / band).map(|i| mx(i * band, band)).collect();
+    println!(
+        "| MXFP4 | {} × {band}×{cols}, streamed | {:.1} |",
+        views.len(),
+        measure(&views, mx_bytes, 5)
+    );
+
+    let bf_rows = big_rows / 4;
+    let bv = |r0: usize, rows: usize| Matrix::bf16(&bf[r0 * cols..(r0 + rows) * cols], rows, cols);
+    let hot = 64;
+    println!(
+        "| bf16 | {hot}×{cols}, in L2 | {:.1} |",
+        measure(&[bv(0, hot)], hot * cols * 2, 2000)
+    );
+    let views: Vec<Matrix> = (0..bf_rows / band).map(|i| bv(i * band, band)).collect();
+    println!(
+        "| bf16 | {} × {band}×{cols}, streamed | {:.1} |",
+        views.len(),
+        measure(&views, band * cols * 2, 5)
+    );
+}
