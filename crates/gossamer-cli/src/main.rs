@@ -14,7 +14,7 @@ use gossamer_checkpoint::synth::{self, Preset, SynthOptions};
 use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
 use gossamer_engine::{GenerateOptions, SamplingParams, ASSISTANT_STOP_TOKENS};
 use gossamer_harmony::Tokenizer;
-use gossamer_model::{GptOss, Logits, Precision};
+use gossamer_model::{GptOss, Logits, OpTimes, Precision};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -176,6 +176,9 @@ struct BenchArgs {
     /// Timed repeats of each test (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 5)]
     repeats: usize,
+    /// Also print where the time goes: milliseconds per token for each kind of operation.
+    #[arg(long)]
+    profile: bool,
     #[arg(long)]
     json: bool,
 }
@@ -486,7 +489,8 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
     };
     let threads = rayon::current_num_threads();
     let quiet = a.json;
-    let r = gossamer_engine::bench::run(&model, &params, |test, i, tps| {
+    let profile = a.profile.then(|| model.enable_profile());
+    let r = gossamer_engine::bench::run(&model, &params, profile.as_deref(), |test, i, tps| {
         if !quiet {
             eprintln!("  {test} repeat {}: {tps:.2} tok/s", i + 1);
         }
@@ -525,6 +529,10 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
                 "decode_tok_s_stddev": r.decode.map(|x| x.stddev),
                 "bytes_per_token": bytes_per_token,
                 "decode_gb_s": gb_s,
+                "profile": {
+                    "prefill": r.prefill_ops.as_ref().map(|o| profile_json(o, a.prompt_tokens * a.repeats)),
+                    "decode": r.decode_ops.as_ref().map(|o| profile_json(o, a.decode_tokens * a.repeats)),
+                },
             })
         );
         return Ok(());
@@ -553,7 +561,57 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
             bytes_per_token as f64 / 1e9
         );
     }
+    if let Some(ops) = &r.prefill_ops {
+        print_profile(
+            &format!("pp{}", a.prompt_tokens),
+            ops,
+            a.prompt_tokens * a.repeats,
+        );
+    }
+    if let Some(ops) = &r.decode_ops {
+        print_profile(
+            &format!("tg{}", a.decode_tokens),
+            ops,
+            a.decode_tokens * a.repeats,
+        );
+    }
     Ok(())
+}
+
+/// Milliseconds per token and share of the time for each kind of operation.
+fn profile_rows(ops: &OpTimes, tokens: usize) -> Vec<(&'static str, f64, f64, f64)> {
+    let total = ops.total().as_secs_f64().max(1e-12);
+    let tokens = tokens.max(1) as f64;
+    ops.rows()
+        .map(|(op, time, calls)| {
+            let secs = time.as_secs_f64();
+            (
+                op.name(),
+                secs * 1e3 / tokens,
+                100.0 * secs / total,
+                calls as f64 / tokens,
+            )
+        })
+        .collect()
+}
+
+fn profile_json(ops: &OpTimes, tokens: usize) -> serde_json::Value {
+    profile_rows(ops, tokens)
+        .into_iter()
+        .map(|(name, ms, share, calls)| {
+            json!({"op": name, "ms_per_token": ms, "percent": share, "calls_per_token": calls})
+        })
+        .collect()
+}
+
+fn print_profile(test: &str, ops: &OpTimes, tokens: usize) {
+    println!();
+    println!("{test}: time per token by operation");
+    println!("| op | ms/token | % | calls/token |");
+    println!("|---|---|---|---|");
+    for (name, ms, share, calls) in profile_rows(ops, tokens) {
+        println!("| {name} | {ms:.3} | {share:.1} | {calls:.2} |");
+    }
 }
 
 fn precision_name(p: Precision) -> &'static str {

@@ -113,6 +113,42 @@ fn inspect_score_and_generate_speak_json() {
         assert!(b[key].as_f64().unwrap() > 0.0, "{key}: {b}");
     }
     assert_eq!(b["depth"], 3);
+    assert_eq!(b["profile"]["prefill"], Value::Null);
+
+    // --profile splits the time by operation; the shares add up to the whole.
+    let b = ok_json(&[
+        "bench",
+        "--model",
+        m,
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "--profile",
+        "--json",
+    ]);
+    for test in ["prefill", "decode"] {
+        let rows = b["profile"][test].as_array().unwrap();
+        let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+        for op in [
+            "qkv_proj",
+            "attention",
+            "expert_gate_up",
+            "expert_down",
+            "unembed",
+        ] {
+            assert!(ops.contains(&op), "{test} lacks {op}: {ops:?}");
+        }
+        let share: f64 = rows.iter().map(|r| r["percent"].as_f64().unwrap()).sum();
+        assert!((share - 100.0).abs() < 0.01, "{test}: {share}");
+    }
+    // One unembedding per decoded token.
+    let decode = b["profile"]["decode"].as_array().unwrap();
+    let unembed = decode.iter().find(|r| r["op"] == "unembed").unwrap();
+    assert_eq!(unembed["calls_per_token"], 1.0);
+    assert!(b["precision"].as_str().unwrap().starts_with("fast"), "{b}");
 
     // Seeded sampling repeats with the same seed.
     let sample = |seed: &str| {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use gossamer_model::{GptOss, Logits, ModelError};
+use gossamer_model::{GptOss, Logits, ModelError, OpTimes, Profile};
 
 #[derive(Clone, Debug)]
 pub struct BenchParams {
@@ -28,6 +28,10 @@ pub struct BenchResult {
     pub prefill: Option<Rate>,
     /// `None` when `decode_tokens` is 0.
     pub decode: Option<Rate>,
+    /// Time per kind of operation over all timed prefill / decode repeats, when a profile
+    /// was passed to [`run`].
+    pub prefill_ops: Option<OpTimes>,
+    pub decode_ops: Option<OpTimes>,
 }
 
 /// Deterministic pseudo-random token ids below `vocab` (the content does not change speed,
@@ -60,9 +64,12 @@ fn rate(samples: &[f64]) -> Rate {
 }
 
 /// Runs the benchmark; `on_repeat` is told after each timed repeat (for progress output).
+/// `profile`, if given, is the model's ([`GptOss::enable_profile`]); its totals are split
+/// between the prefill and decode tests.
 pub fn run(
     model: &GptOss,
     p: &BenchParams,
+    profile: Option<&Profile>,
     mut on_repeat: impl FnMut(&str, usize, f64),
 ) -> Result<BenchResult, ModelError> {
     let vocab = model.config().vocab_size;
@@ -87,6 +94,10 @@ pub fn run(
 
     let mut prefill = Vec::new();
     let mut decode = Vec::new();
+    let (mut prefill_ops, mut decode_ops) = (OpTimes::default(), OpTimes::default());
+    if let Some(prof) = profile {
+        prof.take(); // drop the warm-up's
+    }
     for r in 0..p.repeats.max(1) {
         if p.prompt_tokens > 0 {
             let mut cache = filled.clone();
@@ -94,6 +105,9 @@ pub fn run(
             model.forward(&prompt, &mut cache, Logits::Last)?;
             let tps = p.prompt_tokens as f64 / t.elapsed().as_secs_f64();
             prefill.push(tps);
+            if let Some(prof) = profile {
+                prefill_ops.add(&prof.take());
+            }
             on_repeat("prefill", r, tps);
         }
         if p.decode_tokens > 0 {
@@ -104,12 +118,18 @@ pub fn run(
             }
             let tps = p.decode_tokens as f64 / t.elapsed().as_secs_f64();
             decode.push(tps);
+            if let Some(prof) = profile {
+                decode_ops.add(&prof.take());
+            }
             on_repeat("decode", r, tps);
         }
     }
+    let profiled = profile.is_some();
     Ok(BenchResult {
         prefill: (!prefill.is_empty()).then(|| rate(&prefill)),
         decode: (!decode.is_empty()).then(|| rate(&decode)),
+        prefill_ops: (profiled && !prefill.is_empty()).then_some(prefill_ops),
+        decode_ops: (profiled && !decode.is_empty()).then_some(decode_ops),
     })
 }
 

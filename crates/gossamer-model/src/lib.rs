@@ -8,6 +8,8 @@
 
 mod cache;
 mod model;
+pub mod profile;
 
 pub use cache::KvCache;
 pub use model::{GptOss, Logits, ModelError, Precision};
+pub use profile::{Op, OpTimes, Profile};

@@ -8,7 +8,10 @@ use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
 
+use std::sync::Arc;
+
 use crate::cache::KvCache;
+use crate::profile::{timed, Op, Profile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -43,6 +46,8 @@ pub struct GptOss {
     sinks: Vec<Vec<f32>>,
     /// Arithmetic of multi-token products (prefill); exact unless asked.
     precision: Precision,
+    /// Time per kind of operation, when asked for.
+    profile: Option<Arc<Profile>>,
 }
 
 impl GptOss {
@@ -70,7 +75,17 @@ impl GptOss {
             rope,
             sinks,
             precision: Precision::Exact,
+            profile: None,
         }
+    }
+
+    /// Starts charging the time of every operation to its kind; returns the totals' owner.
+    pub fn enable_profile(&mut self) -> Arc<Profile> {
+        self.profile.get_or_insert_with(Default::default).clone()
+    }
+
+    fn timed<T>(&self, op: Op, f: impl FnOnce() -> T) -> T {
+        timed(self.profile.as_deref(), op, f)
     }
 
     /// Chooses the arithmetic of prefill products (see [`Precision`]).
@@ -143,14 +158,17 @@ impl GptOss {
         let eps = cfg.rms_norm_eps as f32;
         let p0 = cache.len;
 
-        let mut x = vec![0f32; n * h];
-        let table = self.w.embedding.as_u16();
-        for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
-            let t = t as usize;
-            for (o, &b) in row.iter_mut().zip(&table[t * h..(t + 1) * h]) {
-                *o = bf16::to_f32(b);
+        let mut x = self.timed(Op::Embed, || {
+            let mut x = vec![0f32; n * h];
+            let table = self.w.embedding.as_u16();
+            for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
+                let t = t as usize;
+                for (o, &b) in row.iter_mut().zip(&table[t * h..(t + 1) * h]) {
+                    *o = bf16::to_f32(b);
+                }
             }
-        }
+            x
+        });
 
         // cos/sin per new position, shared by every layer.
         let half = cfg.head_dim / 2;
@@ -167,49 +185,65 @@ impl GptOss {
         let mut normed = vec![0f32; n * h];
         for (l, layer) in self.w.layers.iter().enumerate() {
             // Attention block.
-            norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed);
+            self.timed(Op::Norm, || {
+                norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed)
+            });
             let p = self.precision;
-            let mut q = project(&layer.q, &normed, n, p);
-            let mut k = project(&layer.k, &normed, n, p);
-            let v = project(&layer.v, &normed, n, p);
-            for t in 0..n {
-                let (c, s) = (
-                    &cos[t * half..(t + 1) * half],
-                    &sin[t * half..(t + 1) * half],
-                );
-                self.rope
-                    .apply(&mut q[t * cfg.q_dim()..(t + 1) * cfg.q_dim()], c, s);
-                self.rope
-                    .apply(&mut k[t * cfg.kv_dim()..(t + 1) * cfg.kv_dim()], c, s);
-            }
+            let (mut q, mut k, v) = self.timed(Op::QkvProjection, || {
+                (
+                    project(&layer.q, &normed, n, p),
+                    project(&layer.k, &normed, n, p),
+                    project(&layer.v, &normed, n, p),
+                )
+            });
+            self.timed(Op::Rope, || {
+                for t in 0..n {
+                    let (c, s) = (
+                        &cos[t * half..(t + 1) * half],
+                        &sin[t * half..(t + 1) * half],
+                    );
+                    self.rope
+                        .apply(&mut q[t * cfg.q_dim()..(t + 1) * cfg.q_dim()], c, s);
+                    self.rope
+                        .apply(&mut k[t * cfg.kv_dim()..(t + 1) * cfg.kv_dim()], c, s);
+                }
+            });
             let kv = &mut cache.layers[l];
-            kv.append(&k, &v);
-            let mut attn = vec![0f32; n * cfg.q_dim()];
-            attention(
-                AttentionShape {
-                    heads: cfg.num_attention_heads,
-                    kv_heads: cfg.num_key_value_heads,
-                    head_dim: cfg.head_dim,
-                    scale: 1.0 / (cfg.head_dim as f32).sqrt(),
-                },
-                &q,
-                p0,
-                &KvView {
-                    k: &kv.k,
-                    v: &kv.v,
-                    first_pos: kv.first_pos,
-                },
-                kv.window,
-                &self.sinks[l],
-                &mut attn,
-            );
-            kv.trim(cfg.kv_dim());
-            let o = project(&layer.o, &attn, n, p);
+            let attn = self.timed(Op::Attention, || {
+                kv.append(&k, &v);
+                let mut attn = vec![0f32; n * cfg.q_dim()];
+                attention(
+                    AttentionShape {
+                        heads: cfg.num_attention_heads,
+                        kv_heads: cfg.num_key_value_heads,
+                        head_dim: cfg.head_dim,
+                        scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+                    },
+                    &q,
+                    p0,
+                    &KvView {
+                        k: &kv.k,
+                        v: &kv.v,
+                        first_pos: kv.first_pos,
+                    },
+                    kv.window,
+                    &self.sinks[l],
+                    &mut attn,
+                );
+                kv.trim(cfg.kv_dim());
+                attn
+            });
+            let o = self.timed(Op::OutProjection, || project(&layer.o, &attn, n, p));
             add_into(&mut x, &o);
 
             // Mixture-of-experts block.
-            norm::rms_norm(&x, layer.mlp_norm.as_u16(), eps, &mut normed);
-            let router_logits = project(&layer.router, &normed, n, Precision::Exact);
+            self.timed(Op::Norm, || {
+                norm::rms_norm(&x, layer.mlp_norm.as_u16(), eps, &mut normed)
+            });
+            // The router stays exact: its top-k choice should not flip on activation rounding.
+            let router_logits = self.timed(Op::Router, || {
+                project(&layer.router, &normed, n, Precision::Exact)
+            });
             let moe_out = self.experts(l, &normed, &router_logits, n);
             add_into(&mut x, &moe_out);
         }
@@ -221,16 +255,21 @@ impl GptOss {
         };
         let m = rows.len() / h;
         let mut normed = vec![0f32; m * h];
-        norm::rms_norm(rows, self.w.final_norm.as_u16(), eps, &mut normed);
+        self.timed(Op::Norm, || {
+            norm::rms_norm(rows, self.w.final_norm.as_u16(), eps, &mut normed)
+        });
         let vocab = cfg.vocab_size;
         let unembed = Matrix::bf16(self.w.unembedding.weight.as_u16(), vocab, h);
-        let mut logits = vec![0f32; m * vocab];
-        for (xs, ys) in normed
-            .chunks(UNEMBED_CHUNK * h)
-            .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
-        {
-            linear(&unembed, None, xs, xs.len() / h, ys, self.precision);
-        }
+        let logits = self.timed(Op::Unembed, || {
+            let mut logits = vec![0f32; m * vocab];
+            for (xs, ys) in normed
+                .chunks(UNEMBED_CHUNK * h)
+                .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
+            {
+                linear(&unembed, None, xs, xs.len() / h, ys, self.precision);
+            }
+            logits
+        });
         Ok(logits)
     }
 
@@ -244,10 +283,12 @@ impl GptOss {
             cfg.num_local_experts,
         );
         let ex = &self.w.layers[l].experts;
-        let routes: Vec<Vec<(usize, f32)>> = router_logits
-            .chunks_exact(e_count)
-            .map(|r| moe::route(r, cfg.num_experts_per_tok))
-            .collect();
+        let routes: Vec<Vec<(usize, f32)>> = self.timed(Op::Router, || {
+            router_logits
+                .chunks_exact(e_count)
+                .map(|r| moe::route(r, cfg.num_experts_per_tok))
+                .collect()
+        });
         let mut out = vec![0f32; n * h];
         for e in 0..e_count {
             let users: Vec<(usize, f32)> = routes
@@ -259,30 +300,44 @@ impl GptOss {
                 continue;
             }
             let m = users.len();
-            let mut xs = Vec::with_capacity(m * h);
-            for &(t, _) in &users {
-                xs.extend_from_slice(&x[t * h..(t + 1) * h]);
-            }
-            let gate_up = expert_matrix(&ex.gate_up, e, 2 * inter, h);
-            let gu_bias = &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter];
-            let mut gu = vec![0f32; m * 2 * inter];
-            linear(&gate_up, Some(gu_bias), &xs, m, &mut gu, self.precision);
-            let mut act = vec![0f32; m * inter];
-            act.par_chunks_mut(inter)
-                .zip(gu.par_chunks(2 * inter))
-                .for_each(|(a, g)| moe::swiglu(g, cfg.swiglu_limit, a));
-            let down = expert_matrix(&ex.down, e, h, inter);
-            let down_bias = &ex.down_bias.as_u16()[e * h..(e + 1) * h];
-            let mut y = vec![0f32; m * h];
-            linear(&down, Some(down_bias), &act, m, &mut y, self.precision);
-            for (i, &(t, w)) in users.iter().enumerate() {
-                for (o, &v) in out[t * h..(t + 1) * h]
-                    .iter_mut()
-                    .zip(&y[i * h..(i + 1) * h])
-                {
-                    *o += w * v;
+            let xs = self.timed(Op::ExpertCombine, || {
+                let mut xs = Vec::with_capacity(m * h);
+                for &(t, _) in &users {
+                    xs.extend_from_slice(&x[t * h..(t + 1) * h]);
                 }
-            }
+                xs
+            });
+            let gu = self.timed(Op::ExpertGateUp, || {
+                let gate_up = expert_matrix(&ex.gate_up, e, 2 * inter, h);
+                let gu_bias = &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter];
+                let mut gu = vec![0f32; m * 2 * inter];
+                linear(&gate_up, Some(gu_bias), &xs, m, &mut gu, self.precision);
+                gu
+            });
+            let act = self.timed(Op::Swiglu, || {
+                let mut act = vec![0f32; m * inter];
+                act.par_chunks_mut(inter)
+                    .zip(gu.par_chunks(2 * inter))
+                    .for_each(|(a, g)| moe::swiglu(g, cfg.swiglu_limit, a));
+                act
+            });
+            let y = self.timed(Op::ExpertDown, || {
+                let down = expert_matrix(&ex.down, e, h, inter);
+                let down_bias = &ex.down_bias.as_u16()[e * h..(e + 1) * h];
+                let mut y = vec![0f32; m * h];
+                linear(&down, Some(down_bias), &act, m, &mut y, self.precision);
+                y
+            });
+            self.timed(Op::ExpertCombine, || {
+                for (i, &(t, w)) in users.iter().enumerate() {
+                    for (o, &v) in out[t * h..(t + 1) * h]
+                        .iter_mut()
+                        .zip(&y[i * h..(i + 1) * h])
+                    {
+                        *o += w * v;
+                    }
+                }
+            });
         }
         out
     }
