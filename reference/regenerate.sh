@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the committed golden files in tests/data/goldens/ from scratch:
 # for each entry below, build a random checkpoint with `gossamer random-checkpoint`
-# (HF layout), then run make_goldens.py (transformers, CPU, float32) on it.
+# (HF layout), then run make_goldens.py (transformers, CPU, float32) on it, and
+# bf16_drift.py (the same model in bfloat16: how far the reference's own bf16 run lands).
 #
 # usage: reference/regenerate.sh GOSSAMER_BINARY [NAME ...]
 #   NAME  only regenerate the goldens with these output names (e.g. tiny-s1)
@@ -81,6 +82,8 @@ for entry in "${GOLDENS[@]}"; do
         --random-prompt "24:$((seed + 100))" \
         --dtype "$DTYPE" --top-k "$TOP_K" --greedy "$GREEDY" \
         --generator-json "$generator_json"
+    # The reference's own bfloat16 run on the same prompts: the bar for the fast mode.
+    (cd "$HERE" && "$PYTHON" bf16_drift.py "$ckpt" "$OUT_DIR/$name.json")
     [[ "${KEEP_CHECKPOINTS:-0}" == 1 ]] || rm -rf "$ckpt"
 done
 

@@ -20,7 +20,7 @@ fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
 
 /// Best-of GB/s for `y = W·x` over `reps` passes, each pass over `views` (disjoint row bands
 /// of one big matrix, so streaming passes never hit the cache).
-fn measure(views: &[Matrix], bytes_per_view: usize, reps: usize) -> f64 {
+fn measure(views: &[Matrix], bytes_per_view: usize, reps: usize, precision: Precision) -> f64 {
     let cols = views[0].cols;
     let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
     let mut y = vec![0f32; views[0].rows];
@@ -28,7 +28,7 @@ fn measure(views: &[Matrix], bytes_per_view: usize, reps: usize) -> f64 {
     for _ in 0..reps {
         let t = Instant::now();
         for m in views {
-            linear(m, None, &x, 1, &mut y, Precision::Exact);
+            linear(m, None, &x, 1, &mut y, precision);
         }
         best = best.min(t.elapsed().as_secs_f64());
         std::hint::black_box(&y);
@@ -54,8 +54,8 @@ fn main() {
         "threads: {threads}, ISA: {:?}",
         gossamer_kernels::simd::isa()
     );
-    println!("| format | matrix | GB/s |");
-    println!("|---|---|---|");
+    println!("| format | matrix | precision | GB/s |");
+    println!("|---|---|---|---|");
 
     let band = 2880; // rows per product, like one expert's down projection
     let g = cols / 32;
@@ -68,29 +68,30 @@ fn main() {
         )
     };
     let mx_bytes = band * g * 17;
-    let hot_rows = 128; // 128 × 1.5 KB: L2-resident
-    println!(
-        "| MXFP4 | {hot_rows}×{cols}, in L2 | {:.1} |",
-        measure(&[mx(0, hot_rows)], hot_rows * g * 17, 2000)
-    );
-    let views: Vec<Matrix> = (0..big_rows / band).map(|i| mx(i * band, band)).collect();
-    println!(
-        "| MXFP4 | {} × {band}×{cols}, streamed | {:.1} |",
-        views.len(),
-        measure(&views, mx_bytes, 5)
-    );
-
+    let hot_rows = 512; // 512 × 1.5 KB: L2-resident
+    let mx_views: Vec<Matrix> = (0..big_rows / band).map(|i| mx(i * band, band)).collect();
     let bf_rows = big_rows / 4;
     let bv = |r0: usize, rows: usize| Matrix::bf16(&bf[r0 * cols..(r0 + rows) * cols], rows, cols);
-    let hot = 64;
-    println!(
-        "| bf16 | {hot}×{cols}, in L2 | {:.1} |",
-        measure(&[bv(0, hot)], hot * cols * 2, 2000)
-    );
-    let views: Vec<Matrix> = (0..bf_rows / band).map(|i| bv(i * band, band)).collect();
-    println!(
-        "| bf16 | {} × {band}×{cols}, streamed | {:.1} |",
-        views.len(),
-        measure(&views, band * cols * 2, 5)
-    );
+    let hot = 128;
+    let bf_views: Vec<Matrix> = (0..bf_rows / band).map(|i| bv(i * band, band)).collect();
+    for precision in [Precision::Exact, Precision::Fast] {
+        println!(
+            "| MXFP4 | {hot_rows}×{cols}, in L2 | {precision:?} | {:.1} |",
+            measure(&[mx(0, hot_rows)], hot_rows * g * 17, 2000, precision)
+        );
+        println!(
+            "| MXFP4 | {} × {band}×{cols}, streamed | {precision:?} | {:.1} |",
+            mx_views.len(),
+            measure(&mx_views, mx_bytes, 5, precision)
+        );
+        println!(
+            "| bf16 | {hot}×{cols}, in L2 | {precision:?} | {:.1} |",
+            measure(&[bv(0, hot)], hot * cols * 2, 2000, precision)
+        );
+        println!(
+            "| bf16 | {} × {band}×{cols}, streamed | {precision:?} | {:.1} |",
+            bf_views.len(),
+            measure(&bf_views, band * cols * 2, 5, precision)
+        );
+    }
 }

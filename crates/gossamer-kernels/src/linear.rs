@@ -166,6 +166,27 @@ pub fn linear(
     } else {
         x
     };
+    if n == 1 && precision == Precision::Fast && gemm::has_bf16_dot() {
+        if let Weight::Mxfp4 { blocks, scales } = m.weight {
+            // The fast mode's decode product for MXFP4: bf16 activations, `vdpbf16ps`.
+            // (bf16 weights stay on the f32 path: they stream at the memory's speed anyway.)
+            let mut xb = vec![0u16; m.cols];
+            simd::to_mxfp4_bf16_order(x, &mut xb);
+            let g = m.cols / mxfp4::BLOCK_ELEMS;
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+                for (k, o) in out.iter_mut().enumerate() {
+                    let r = c * chunk + k;
+                    *o = simd::dot_mxfp4_bf16(
+                        &blocks[r * g * 16..(r + 1) * g * 16],
+                        &scales[r * g..(r + 1) * g],
+                        &xb,
+                    );
+                }
+            });
+            add_bias(y, m.rows, bias);
+            return;
+        }
+    }
     if n == 1 {
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
             let r0 = c * chunk;

@@ -147,6 +147,91 @@ pub fn dot_mxfp4_ordered(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
     }
 }
 
+/// Permutes and rounds `x` (length a multiple of 32) to bf16 in the order
+/// [`dot_mxfp4_bf16`] reads: each group of four blocks (128 elements) as four rows of 32
+/// words, `[A0, A1, B0, B1]`, where word `8L + w` of `A0` is element `2w` of block `L`, of
+/// `A1` element `16 + 2w`, of `B0` element `2w + 1` and of `B1` element `17 + 2w` (the low
+/// and high nibbles of bytes `w` and `8 + w`, as the kernel's byte shuffles leave them).
+/// Blocks after the last whole group keep their order.
+pub fn to_mxfp4_bf16_order(x: &[f32], out: &mut [u16]) {
+    assert_eq!(x.len(), out.len());
+    assert_eq!(x.len() % PAIR_BLOCK, 0);
+    let quad = QUAD_BLOCKS * PAIR_BLOCK;
+    let whole = x.len() / quad * quad;
+    for (src, dst) in x[..whole]
+        .chunks_exact(quad)
+        .zip(out[..whole].chunks_exact_mut(quad))
+    {
+        for lane in 0..4 {
+            for w in 0..8 {
+                let block = &src[32 * lane..32 * lane + 32];
+                dst[8 * lane + w] = crate::bf16::from_f32_rne(block[2 * w]);
+                dst[32 + 8 * lane + w] = crate::bf16::from_f32_rne(block[16 + 2 * w]);
+                dst[64 + 8 * lane + w] = crate::bf16::from_f32_rne(block[2 * w + 1]);
+                dst[96 + 8 * lane + w] = crate::bf16::from_f32_rne(block[17 + 2 * w]);
+            }
+        }
+    }
+    for (o, &v) in out[whole..].iter_mut().zip(&x[whole..]) {
+        *o = crate::bf16::from_f32_rne(v);
+    }
+}
+
+/// `Σ W[i]·x[i]` for one MXFP4 row against bf16 activations in [`to_mxfp4_bf16_order`]: the
+/// fast precision's decode product (`vdpbf16ps`, products exact, sums in f32). The caller
+/// checked [`crate::gemm::has_bf16_dot`].
+#[inline]
+pub fn dot_mxfp4_bf16(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
+    assert_eq!(blocks.len(), scales.len() * 16);
+    assert_eq!(xb.len(), scales.len() * PAIR_BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::has_bf16_dot() {
+        // SAFETY: avx512f/bw/vl/bf16 detected (has_bf16_dot); the lengths agree (asserted).
+        return unsafe { x86::dot_mxfp4_bf16_avx512(blocks, scales, xb) };
+    }
+    dot_mxfp4_bf16_scalar(blocks, scales, xb)
+}
+
+/// Low and high bytes of each E2M1 code's bf16 value (the tables of the byte shuffles).
+const E2M1_BF16_LO: [u8; 16] = [
+    0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0,
+];
+const E2M1_BF16_HI: [u8; 16] = [
+    0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0,
+];
+
+/// Scalar twin of [`dot_mxfp4_bf16`], same activation order.
+pub fn dot_mxfp4_bf16_scalar(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
+    let x = |i: usize| crate::bf16::to_f32(xb[i]);
+    let e2m1 = |nibble: u8| crate::mxfp4::E2M1[nibble as usize];
+    let quads = scales.len() / QUAD_BLOCKS;
+    let mut total = 0f32;
+    for q in 0..quads {
+        let xq = 128 * q;
+        for lane in 0..4 {
+            let g = 4 * q + lane;
+            let b = &blocks[16 * g..16 * g + 16];
+            let mut sum = 0f32;
+            for w in 0..8 {
+                sum += e2m1(b[w] & 0x0F) * x(xq + 8 * lane + w)
+                    + e2m1(b[8 + w] & 0x0F) * x(xq + 32 + 8 * lane + w)
+                    + e2m1(b[w] >> 4) * x(xq + 64 + 8 * lane + w)
+                    + e2m1(b[8 + w] >> 4) * x(xq + 96 + 8 * lane + w);
+            }
+            total += sum * crate::mxfp4::scale(scales[g]);
+        }
+    }
+    for g in quads * QUAD_BLOCKS..scales.len() {
+        let b = &blocks[16 * g..16 * g + 16];
+        let mut sum = 0f32;
+        for (k, &byte) in b.iter().enumerate() {
+            sum += e2m1(byte & 0x0F) * x(32 * g + 2 * k) + e2m1(byte >> 4) * x(32 * g + 2 * k + 1);
+        }
+        total += sum * crate::mxfp4::scale(scales[g]);
+    }
+    total
+}
+
 fn from_pair_order(xp: &[f32]) -> Vec<f32> {
     let mut x = vec![0f32; xp.len()];
     for (src, dst) in xp
@@ -259,6 +344,68 @@ mod x86 {
             tail = mxfp4_block(lut, bp.add(16 * g), xq.add(32 * g), s, tail);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(total, tail))
+    }
+
+    /// Four blocks per 64-byte load, against bf16 activations: in-lane byte shuffles
+    /// (`vpshufb`, the 16-entry table fits a lane) give each nibble's bf16 value a byte at a
+    /// time, unpacking interleaves the two bytes into words, and `vdpbf16ps` multiplies 32
+    /// pairs per instruction. Lane `L` of every register holds block `L`, so the four
+    /// blocks' scales apply per lane, once per group.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn dot_mxfp4_bf16_avx512(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
+        let table_lo = _mm512_broadcast_i32x4(_mm_loadu_si128(super::E2M1_BF16_LO.as_ptr().cast()));
+        let table_hi = _mm512_broadcast_i32x4(_mm_loadu_si128(super::E2M1_BF16_HI.as_ptr().cast()));
+        let nibble = _mm512_set1_epi8(0x0F);
+        let scale_shift = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
+        let byte = _mm512_set1_epi32(0xFF);
+        let (bp, xq) = (blocks.as_ptr(), xb.as_ptr());
+        let load_bh =
+            |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
+        let quads = scales.len() / super::QUAD_BLOCKS;
+        let mut total = _mm512_setzero_ps();
+        for q in 0..quads {
+            // SAFETY (loads in this loop): quad q is blocks[64q..64q+64], scales[4q..4q+4] and
+            // xb[128q..128q+128], inside the slices since q < scales.len() / 4. The transmutes
+            // reinterpret 64 bytes of bf16 bits as the bf16 vector type (same size).
+            let w = _mm512_loadu_si512(bp.add(64 * q).cast());
+            let lo = _mm512_and_si512(w, nibble);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), nibble);
+            let (lo_l, lo_h) = (
+                _mm512_shuffle_epi8(table_lo, lo),
+                _mm512_shuffle_epi8(table_hi, lo),
+            );
+            let (hi_l, hi_h) = (
+                _mm512_shuffle_epi8(table_lo, hi),
+                _mm512_shuffle_epi8(table_hi, hi),
+            );
+            let as_bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
+            let a0 = as_bh(_mm512_unpacklo_epi8(lo_l, lo_h));
+            let a1 = as_bh(_mm512_unpackhi_epi8(lo_l, lo_h));
+            let b0 = as_bh(_mm512_unpacklo_epi8(hi_l, hi_h));
+            let b1 = as_bh(_mm512_unpackhi_epi8(hi_l, hi_h));
+            let x = xq.add(128 * q);
+            let mut part = _mm512_dpbf16_ps(_mm512_setzero_ps(), a0, load_bh(x));
+            part = _mm512_dpbf16_ps(part, a1, load_bh(x.add(32)));
+            part = _mm512_dpbf16_ps(part, b0, load_bh(x.add(64)));
+            part = _mm512_dpbf16_ps(part, b1, load_bh(x.add(96)));
+            let s4 = u32::from_le_bytes(scales[4 * q..4 * q + 4].try_into().expect("4 bytes"));
+            let exps = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_set1_epi32(s4 as i32), scale_shift),
+                byte,
+            );
+            let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(exps));
+            total = _mm512_fmadd_ps(part, scale, total);
+        }
+        let mut rest = _mm512_reduce_add_ps(total);
+        let first_tail = quads * super::QUAD_BLOCKS;
+        if first_tail < scales.len() {
+            rest += super::dot_mxfp4_bf16_scalar(
+                &blocks[16 * first_tail..],
+                &scales[first_tail..],
+                &xb[32 * first_tail..],
+            );
+        }
+        rest
     }
 
     /// AVX2 twin of [`dot_bf16_avx512`]: two 32-byte loads per 32-element block.
@@ -450,6 +597,37 @@ mod tests {
                 prop_assert!(close(scalar, avx2, mag), "avx2 {scalar} vs {avx2}");
             }
             prop_assert!(close(scalar, simd, mag), "{scalar} vs {simd}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn mxfp4_bf16_simd_equals_scalar(groups in 1usize..120, seed in any::<u64>(), base in 100u8..150) {
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let blocks: Vec<u8> = (0..groups * 16).map(|_| next() as u8).collect();
+            let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
+            let x: Vec<f32> = (0..groups * 32).map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0).collect();
+            let mut xb = vec![0u16; x.len()];
+            to_mxfp4_bf16_order(&x, &mut xb);
+            // Both against the plain dot product with the activations rounded to bf16.
+            let rounded: Vec<f32> = x.iter().map(|&v| crate::bf16::to_f32(crate::bf16::from_f32_rne(v))).collect();
+            let reference = crate::mxfp4::dot_row(&blocks, &scales, &rounded);
+            let mut w = vec![0f32; x.len()];
+            crate::mxfp4::decode_row(&blocks, &scales, &mut w);
+            let mag: f32 = w.iter().zip(&rounded).map(|(a, b)| (a * b).abs()).sum();
+            let scalar = dot_mxfp4_bf16_scalar(&blocks, &scales, &xb);
+            prop_assert!(close(reference, scalar, mag), "scalar {reference} vs {scalar}");
+            let simd = dot_mxfp4_bf16(&blocks, &scales, &xb);
+            prop_assert!(close(reference, simd, mag), "simd {reference} vs {simd}");
+        }
+    }
+
+    #[test]
+    fn e2m1_bf16_tables_hold_the_e2m1_values() {
+        for (i, v) in crate::mxfp4::E2M1.iter().enumerate() {
+            let bits = (E2M1_BF16_HI[i] as u16) << 8 | E2M1_BF16_LO[i] as u16;
+            assert_eq!(crate::bf16::to_f32(bits).to_bits(), v.to_bits(), "code {i}");
         }
     }
 
