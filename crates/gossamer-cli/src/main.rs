@@ -27,6 +27,9 @@ struct Cli {
     /// Compute threads (default: every core).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Bind each compute thread to its own core.
+    #[arg(long, global = true)]
+    pin_threads: bool,
     /// Arithmetic of prefill products: `exact` (f32 activations everywhere) or `fast` (bf16
     /// activations in batched products where the CPU multiplies bf16 natively). Default: exact
     /// for `score`, fast for the rest.
@@ -232,7 +235,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => b.threads.or(cli.threads),
         _ => cli.threads,
     };
-    gossamer_kernels::threads::init(threads);
+    gossamer_kernels::threads::init(threads, cli.pin_threads);
     let precision = cli.precision;
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),

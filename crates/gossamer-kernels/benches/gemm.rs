@@ -22,7 +22,7 @@ fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
 
 fn main() {
     let threads: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    let threads = gossamer_kernels::threads::init(threads.or(Some(2)));
+    let threads = gossamer_kernels::threads::init(threads.or(Some(2)), false);
     let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let (h, inter, q) = (2880usize, 2880usize, 4096usize);
     let blocks: Vec<u8> = (0..2 * inter * h / 2).map(|_| next() as u8).collect();

@@ -166,10 +166,29 @@ pub fn linear(
     } else {
         x
     };
-    if n == 1 && precision == Precision::Fast && gemm::has_bf16_dot() {
+    if n == 1
+        && precision == Precision::Fast
+        && gemm::has_bf16_dot()
+        && m.cols.is_multiple_of(simd::PAIR_BLOCK)
+    {
+        if let Weight::Bf16(w) = m.weight {
+            // The fast mode's decode product for bf16 weights: bf16 activations, `vdpbf16ps`.
+            let mut xb = vec![0u16; m.cols];
+            for (o, &v) in xb.iter_mut().zip(x) {
+                *o = bf16::from_f32_rne(v);
+            }
+            let k = m.cols;
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let r = c * chunk + i;
+                    *o = simd::dot_bf16_bf16(&w[r * k..(r + 1) * k], &xb);
+                }
+            });
+            add_bias(y, m.rows, bias);
+            return;
+        }
         if let Weight::Mxfp4 { blocks, scales } = m.weight {
             // The fast mode's decode product for MXFP4: bf16 activations, `vdpbf16ps`.
-            // (bf16 weights stay on the f32 path: they stream at the memory's speed anyway.)
             let mut xb = vec![0u16; m.cols];
             simd::to_mxfp4_bf16_order(x, &mut xb);
             let g = m.cols / mxfp4::BLOCK_ELEMS;

@@ -200,6 +200,33 @@ const E2M1_BF16_HI: [u8; 16] = [
     0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0,
 ];
 
+/// `Σ w[i]·x[i]` for a bf16 row against bf16 activations, both in storage order: the fast
+/// precision's decode product for bf16 weights (`vdpbf16ps`, half the instructions of
+/// widening to f32). The caller checked [`crate::gemm::has_bf16_dot`].
+#[inline]
+pub fn dot_bf16_bf16(w: &[u16], xb: &[u16]) -> f32 {
+    assert_eq!(w.len(), xb.len());
+    assert_eq!(w.len() % PAIR_BLOCK, 0);
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::has_bf16_dot() {
+        // SAFETY: avx512f/bw/vl/bf16 detected; equal lengths, a multiple of 32 (asserted).
+        return unsafe { x86::dot_bf16_bf16_avx512(w, xb) };
+    }
+    dot_bf16_bf16_scalar(w, xb)
+}
+
+/// Scalar twin of [`dot_bf16_bf16`]: pairs of products summed in 16 lanes.
+pub fn dot_bf16_bf16_scalar(w: &[u16], xb: &[u16]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (wc, xc) in w.chunks_exact(32).zip(xb.chunks_exact(32)) {
+        for l in 0..16 {
+            acc[l] += crate::bf16::to_f32(wc[2 * l]) * crate::bf16::to_f32(xc[2 * l])
+                + crate::bf16::to_f32(wc[2 * l + 1]) * crate::bf16::to_f32(xc[2 * l + 1]);
+        }
+    }
+    acc.iter().sum()
+}
+
 /// Scalar twin of [`dot_mxfp4_bf16`], same activation order.
 pub fn dot_mxfp4_bf16_scalar(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
     let x = |i: usize| crate::bf16::to_f32(xb[i]);
@@ -406,6 +433,30 @@ mod x86 {
             );
         }
         rest
+    }
+
+    /// 64 bf16 products per step in two independent accumulators.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn dot_bf16_bf16_avx512(w: &[u16], xb: &[u16]) -> f32 {
+        let load =
+            |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
+        let (wp, xp) = (w.as_ptr(), xb.as_ptr());
+        let blocks = w.len() / 32;
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut b = 0;
+        while b + 2 <= blocks {
+            // SAFETY: blocks b and b+1 are w[32b..32b+64] and xb[32b..32b+64], inside both
+            // slices; the transmutes reinterpret 64 bytes of bf16 bits (same size).
+            acc0 = _mm512_dpbf16_ps(acc0, load(wp.add(32 * b)), load(xp.add(32 * b)));
+            acc1 = _mm512_dpbf16_ps(acc1, load(wp.add(32 * b + 32)), load(xp.add(32 * b + 32)));
+            b += 2;
+        }
+        if b < blocks {
+            // SAFETY: the last block, w[32b..32b+32] and xb[32b..32b+32].
+            acc0 = _mm512_dpbf16_ps(acc0, load(wp.add(32 * b)), load(xp.add(32 * b)));
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
     }
 
     /// AVX2 twin of [`dot_bf16_avx512`]: two 32-byte loads per 32-element block.
@@ -620,6 +671,25 @@ mod tests {
             prop_assert!(close(reference, scalar, mag), "scalar {reference} vs {scalar}");
             let simd = dot_mxfp4_bf16(&blocks, &scales, &xb);
             prop_assert!(close(reference, simd, mag), "simd {reference} vs {simd}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn bf16_bf16_simd_equals_scalar(blocks in 1usize..200, seed in any::<u64>()) {
+            let n = blocks * 32;
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 40) as f32 / (1u32 << 24) as f32 - 0.5 };
+            let w: Vec<u16> = (0..n).map(|_| bf(next() * 8.0)).collect();
+            let xb: Vec<u16> = (0..n).map(|_| bf(next() * 3.0)).collect();
+            let reference: f64 = w.iter().zip(&xb)
+                .map(|(a, b)| crate::bf16::to_f32(*a) as f64 * crate::bf16::to_f32(*b) as f64).sum();
+            let mag: f32 = w.iter().zip(&xb)
+                .map(|(a, b)| (crate::bf16::to_f32(*a) * crate::bf16::to_f32(*b)).abs()).sum();
+            let scalar = dot_bf16_bf16_scalar(&w, &xb);
+            prop_assert!(close(reference as f32, scalar, mag), "scalar {reference} vs {scalar}");
+            let simd = dot_bf16_bf16(&w, &xb);
+            prop_assert!(close(reference as f32, simd, mag), "simd {reference} vs {simd}");
         }
     }
 
