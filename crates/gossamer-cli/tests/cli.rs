@@ -85,8 +85,11 @@ fn inspect_score_and_generate_speak_json() {
         assert!(top.iter().all(|e| e["id"].as_u64().unwrap() < 4096));
     }
 
-    // Greedy: deterministic, and its first token is the top-1 of the last scored position.
+    // Greedy: deterministic, and its first token is the top-1 of the last scored position
+    // (in the same arithmetic: `score` defaults to exact, `generate` to fast).
     let greedy_args = [
+        "--precision",
+        "exact",
         "generate",
         "--model",
         m,
@@ -115,8 +118,12 @@ fn inspect_score_and_generate_speak_json() {
     assert_eq!(b["depth"], 3);
     assert_eq!(b["profile"]["prefill"], Value::Null);
 
-    // --profile splits the time by operation; the shares add up to the whole.
+    // --profile splits the time by operation; the shares add up to the whole. (Pinned
+    // threads and the exact precision on the way.)
     let b = ok_json(&[
+        "--pin-threads",
+        "--precision",
+        "exact",
         "bench",
         "--model",
         m,
@@ -144,11 +151,20 @@ fn inspect_score_and_generate_speak_json() {
         let share: f64 = rows.iter().map(|r| r["percent"].as_f64().unwrap()).sum();
         assert!((share - 100.0).abs() < 0.01, "{test}: {share}");
     }
+    assert_eq!(b["precision"], "exact");
     // One unembedding per decoded token.
     let decode = b["profile"]["decode"].as_array().unwrap();
     let unembed = decode.iter().find(|r| r["op"] == "unembed").unwrap();
     assert_eq!(unembed["calls_per_token"], 1.0);
+    let b = ok_json(&[
+        "bench", "--model", m, "-p", "8", "-n", "0", "-r", "1", "--json",
+    ]);
     assert!(b["precision"].as_str().unwrap().starts_with("fast"), "{b}");
+    // An unknown precision is a usage error that names the choices.
+    let out = gossamer(&["--precision", "bf16", "bench", "--model", m]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exact or fast"), "{stderr}");
 
     // Seeded sampling repeats with the same seed.
     let sample = |seed: &str| {
