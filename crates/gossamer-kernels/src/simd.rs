@@ -149,10 +149,9 @@ pub fn dot_mxfp4_ordered(blocks: &[u8], scales: &[u8], xp: &[f32]) -> f32 {
 
 /// Permutes and rounds `x` (length a multiple of 32) to bf16 in the order
 /// [`dot_mxfp4_bf16`] reads: each group of four blocks (128 elements) as four rows of 32
-/// words, `[A0, A1, B0, B1]`, where word `8L + w` of `A0` is element `2w` of block `L`, of
-/// `A1` element `16 + 2w`, of `B0` element `2w + 1` and of `B1` element `17 + 2w` (the low
-/// and high nibbles of bytes `w` and `8 + w`, as the kernel's byte shuffles leave them).
-/// Blocks after the last whole group keep their order.
+/// words, row `s` word `j` holding element `4j + s` (nibble `s` of 16-bit word `j` of the 64
+/// loaded bytes, which is what a word shift by `4s` and a word table lookup give). Blocks
+/// after the last whole group keep their order.
 pub fn to_mxfp4_bf16_order(x: &[f32], out: &mut [u16]) {
     assert_eq!(x.len(), out.len());
     assert_eq!(x.len() % PAIR_BLOCK, 0);
@@ -162,13 +161,9 @@ pub fn to_mxfp4_bf16_order(x: &[f32], out: &mut [u16]) {
         .chunks_exact(quad)
         .zip(out[..whole].chunks_exact_mut(quad))
     {
-        for lane in 0..4 {
-            for w in 0..8 {
-                let block = &src[32 * lane..32 * lane + 32];
-                dst[8 * lane + w] = crate::bf16::from_f32_rne(block[2 * w]);
-                dst[32 + 8 * lane + w] = crate::bf16::from_f32_rne(block[16 + 2 * w]);
-                dst[64 + 8 * lane + w] = crate::bf16::from_f32_rne(block[2 * w + 1]);
-                dst[96 + 8 * lane + w] = crate::bf16::from_f32_rne(block[17 + 2 * w]);
+        for s in 0..4 {
+            for j in 0..32 {
+                dst[32 * s + j] = crate::bf16::from_f32_rne(src[4 * j + s]);
             }
         }
     }
@@ -235,15 +230,14 @@ pub fn dot_mxfp4_bf16_scalar(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
     let mut total = 0f32;
     for q in 0..quads {
         let xq = 128 * q;
-        for lane in 0..4 {
-            let g = 4 * q + lane;
-            let b = &blocks[16 * g..16 * g + 16];
+        for block in 0..4 {
+            let g = 4 * q + block;
             let mut sum = 0f32;
-            for w in 0..8 {
-                sum += e2m1(b[w] & 0x0F) * x(xq + 8 * lane + w)
-                    + e2m1(b[8 + w] & 0x0F) * x(xq + 32 + 8 * lane + w)
-                    + e2m1(b[w] >> 4) * x(xq + 64 + 8 * lane + w)
-                    + e2m1(b[8 + w] >> 4) * x(xq + 96 + 8 * lane + w);
+            for e in 32 * block..32 * block + 32 {
+                // Element e of the group: nibble e % 2 of byte e / 2; read at 32·(e % 4) + e / 4.
+                let byte = blocks[64 * q + e / 2];
+                let nibble = if e % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                sum += e2m1(nibble) * x(xq + 32 * (e % 4) + e / 4);
             }
             total += sum * crate::mxfp4::scale(scales[g]);
         }
@@ -373,21 +367,25 @@ mod x86 {
         _mm512_reduce_add_ps(_mm512_add_ps(total, tail))
     }
 
-    /// Four blocks per 64-byte load, against bf16 activations: in-lane byte shuffles
-    /// (`vpshufb`, the 16-entry table fits a lane) give each nibble's bf16 value a byte at a
-    /// time, unpacking interleaves the two bytes into words, and `vdpbf16ps` multiplies 32
-    /// pairs per instruction. Lane `L` of every register holds block `L`, so the four
-    /// blocks' scales apply per lane, once per group.
+    /// Four blocks per 64-byte load, against bf16 activations: shifting the 16-bit words
+    /// by 0, 4, 8 and 12 brings each of their four nibbles to the bottom, where `vpermw`
+    /// looks its bf16 value up in a 32-word table (the 16 values twice, so the bit above the
+    /// nibble does not matter); `vdpbf16ps` then multiplies 32 pairs per instruction. Words
+    /// 8L..8L+8 of every register come from block L, so the four blocks' scales apply per
+    /// 128-bit lane, once per group.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub unsafe fn dot_mxfp4_bf16_avx512(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
-        let table_lo = _mm512_broadcast_i32x4(_mm_loadu_si128(super::E2M1_BF16_LO.as_ptr().cast()));
-        let table_hi = _mm512_broadcast_i32x4(_mm_loadu_si128(super::E2M1_BF16_HI.as_ptr().cast()));
-        let nibble = _mm512_set1_epi8(0x0F);
+        let mut table = [0u16; 32];
+        for (i, t) in table.iter_mut().enumerate() {
+            *t = (super::E2M1_BF16_HI[i % 16] as u16) << 8 | super::E2M1_BF16_LO[i % 16] as u16;
+        }
+        let table = _mm512_loadu_si512(table.as_ptr().cast());
         let scale_shift = _mm512_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
         let byte = _mm512_set1_epi32(0xFF);
         let (bp, xq) = (blocks.as_ptr(), xb.as_ptr());
         let load_bh =
             |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
+        let as_bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
         let quads = scales.len() / super::QUAD_BLOCKS;
         let mut total = _mm512_setzero_ps();
         for q in 0..quads {
@@ -395,26 +393,15 @@ mod x86 {
             // xb[128q..128q+128], inside the slices since q < scales.len() / 4. The transmutes
             // reinterpret 64 bytes of bf16 bits as the bf16 vector type (same size).
             let w = _mm512_loadu_si512(bp.add(64 * q).cast());
-            let lo = _mm512_and_si512(w, nibble);
-            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(w), nibble);
-            let (lo_l, lo_h) = (
-                _mm512_shuffle_epi8(table_lo, lo),
-                _mm512_shuffle_epi8(table_hi, lo),
-            );
-            let (hi_l, hi_h) = (
-                _mm512_shuffle_epi8(table_lo, hi),
-                _mm512_shuffle_epi8(table_hi, hi),
-            );
-            let as_bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
-            let a0 = as_bh(_mm512_unpacklo_epi8(lo_l, lo_h));
-            let a1 = as_bh(_mm512_unpackhi_epi8(lo_l, lo_h));
-            let b0 = as_bh(_mm512_unpacklo_epi8(hi_l, hi_h));
-            let b1 = as_bh(_mm512_unpackhi_epi8(hi_l, hi_h));
+            let n0 = as_bh(_mm512_permutexvar_epi16(w, table));
+            let n1 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<4>(w), table));
+            let n2 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<8>(w), table));
+            let n3 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<12>(w), table));
             let x = xq.add(128 * q);
-            let mut part = _mm512_dpbf16_ps(_mm512_setzero_ps(), a0, load_bh(x));
-            part = _mm512_dpbf16_ps(part, a1, load_bh(x.add(32)));
-            part = _mm512_dpbf16_ps(part, b0, load_bh(x.add(64)));
-            part = _mm512_dpbf16_ps(part, b1, load_bh(x.add(96)));
+            let mut part = _mm512_dpbf16_ps(_mm512_setzero_ps(), n0, load_bh(x));
+            part = _mm512_dpbf16_ps(part, n1, load_bh(x.add(32)));
+            part = _mm512_dpbf16_ps(part, n2, load_bh(x.add(64)));
+            part = _mm512_dpbf16_ps(part, n3, load_bh(x.add(96)));
             let s4 = u32::from_le_bytes(scales[4 * q..4 * q + 4].try_into().expect("4 bytes"));
             let exps = _mm512_and_si512(
                 _mm512_srlv_epi32(_mm512_set1_epi32(s4 as i32), scale_shift),
