@@ -57,7 +57,11 @@ const TOKEN_BLOCK: usize = 64;
 /// Which tile implementation runs (the SIMD one, or its scalar twin for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tiles {
+    /// The widest the CPU has ([`simd::isa`]).
     Simd,
+    /// The AVX2 tiles even on an AVX-512 CPU (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Avx2,
     Scalar,
 }
 
@@ -80,9 +84,10 @@ pub fn has_bf16_dot() -> bool {
     }
 }
 
-/// Whether [`gemm`] takes this product: AVX-512, row-major weights, whole blocks of 32.
+/// Whether [`gemm`] takes this product: AVX-512 or AVX2, row-major weights, whole blocks of
+/// 32.
 pub fn applies(m: &Matrix) -> bool {
-    simd::isa() == Isa::Avx512
+    matches!(simd::isa(), Isa::Avx512 | Isa::Avx2)
         && m.cols.is_multiple_of(PAIR_BLOCK)
         && !matches!(m.weight, Weight::Bf16Transposed(_))
 }
@@ -103,7 +108,9 @@ pub(crate) fn gemm_with(
     assert!(m.cols.is_multiple_of(PAIR_BLOCK), "gemm: columns");
     assert_eq!(x.len(), n * m.cols, "gemm: input size");
     assert_eq!(y.len(), n * m.rows, "gemm: output size");
-    let arith = if precision == Precision::Fast && (tiles == Tiles::Scalar || has_bf16_dot()) {
+    let arith = if precision == Precision::Fast
+        && (tiles == Tiles::Scalar || (tiles == Tiles::Simd && has_bf16_dot()))
+    {
         Arith::Bf16
     } else {
         Arith::F32
@@ -303,11 +310,30 @@ fn tile_f32(
     tile: &mut [[f32; NR]; MR],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if tiles == Tiles::Simd {
+    if tiles == Tiles::Avx2 || (tiles == Tiles::Simd && simd::isa() == Isa::Avx2) {
+        let w = rows.map(|r| r.as_ptr());
+        // Two tokens per pass: 4 × 2 accumulators, 4 weight and 1 activation register of 16.
+        for t in (0..count).step_by(2) {
+            // SAFETY: the AVX2 tiles run only where `isa()` found avx2 and fma (or, in tests,
+            // after detecting them); rows have k elements, `xs` holds `count` rows of k, and
+            // t + 2 <= count or the one-token form is used.
+            unsafe {
+                let x = xs.as_ptr().add(t * k);
+                if t + 2 <= count {
+                    x86::tile_f32_avx2::<2>(w, x, k, tile, t);
+                } else {
+                    x86::tile_f32_avx2::<1>(w, x, k, tile, t);
+                }
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if tiles == Tiles::Simd && simd::isa() == Isa::Avx512 {
         let w = rows.map(|r| r.as_ptr());
         let x = xs.as_ptr();
-        // SAFETY: `gemm` runs only when `isa()` is Avx512 (avx512f/bw/vl detected); each row has k
-        // elements and `xs` holds `count` rows of k, k a multiple of 32.
+        // SAFETY: `isa()` is Avx512 (avx512f/bw/vl detected); each row has k elements and `xs`
+        // holds `count` rows of k, k a multiple of 32.
         unsafe {
             match count {
                 1 => x86::tile_f32::<1>(w, x, k, tile),
@@ -344,7 +370,7 @@ fn tile_bf16(
     tile: &mut [[f32; NR]; MR],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if tiles == Tiles::Simd {
+    if tiles == Tiles::Simd && has_bf16_dot() {
         let w = rows.map(|r| r.as_ptr());
         let x = xs.as_ptr();
         // SAFETY: the bf16 arithmetic is chosen only when `has_bf16_dot()` detected
@@ -394,8 +420,8 @@ fn to_bf16(x: &[f32], out: &mut [u16], tiles: Tiles) {
 /// A bf16 row widened to f32 in pair order.
 fn widen_bf16_pairs(w: &[u16], out: &mut [f32], tiles: Tiles) {
     #[cfg(target_arch = "x86_64")]
-    if tiles == Tiles::Simd {
-        // SAFETY: gemm runs only on Avx512; both lengths are k, a multiple of 32.
+    if tiles == Tiles::Simd && simd::isa() == Isa::Avx512 {
+        // SAFETY: Avx512 detected; both lengths are k, a multiple of 32.
         unsafe { x86::widen_bf16_pairs(w, out) };
         return;
     }
@@ -410,8 +436,8 @@ fn widen_bf16_pairs(w: &[u16], out: &mut [f32], tiles: Tiles) {
 /// An MXFP4 row decoded to f32 in pair order: each block's low nibbles, then its high ones.
 fn decode_mxfp4_pairs(blocks: &[u8], scales: &[u8], out: &mut [f32], tiles: Tiles) {
     #[cfg(target_arch = "x86_64")]
-    if tiles == Tiles::Simd {
-        // SAFETY: Avx512 (gemm's precondition); blocks = 16·scales, out = 32·scales bytes.
+    if tiles == Tiles::Simd && simd::isa() == Isa::Avx512 {
+        // SAFETY: Avx512 detected; blocks = 16·scales, out = 32·scales bytes.
         unsafe { x86::decode_mxfp4_pairs(blocks, scales, out) };
         return;
     }
@@ -480,6 +506,41 @@ mod x86 {
         for r in 0..MR {
             for t in 0..T {
                 out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+            }
+        }
+    }
+
+    /// AVX2 form of [`tile_f32`] for `T` ≤ 2 tokens starting at token `t0` of the tile:
+    /// 8 lanes per step, results written to `out[r][t0 + t]`.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile_f32_avx2<const T: usize>(
+        w: [*const f32; MR],
+        x: *const f32,
+        k: usize,
+        out: &mut [[f32; NR]; MR],
+        t0: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); T]; MR];
+        let mut i = 0;
+        while i < k {
+            // SAFETY (loads): i + 8 <= k, inside every row and every token's k elements.
+            let wv: [__m256; MR] = std::array::from_fn(|r| _mm256_loadu_ps(w[r].add(i)));
+            for t in 0..T {
+                let xv = _mm256_loadu_ps(x.add(t * k + i));
+                for r in 0..MR {
+                    acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+                }
+            }
+            i += 8;
+        }
+        for r in 0..MR {
+            for t in 0..T {
+                let v = acc[r][t];
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+                out[r][t0 + t] = _mm_cvtss_f32(s);
             }
         }
     }
@@ -655,6 +716,28 @@ mod tests {
         let simd_runs = applies(m);
         if simd_runs {
             gemm_with(m, x, n, &mut simd_out, precision, Tiles::Simd);
+        }
+        // The AVX2 tiles (f32 arithmetic in either precision) wherever the CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            let mut avx2 = vec![0f32; n * m.rows];
+            gemm_with(m, x, n, &mut avx2, precision, Tiles::Avx2);
+            for t in 0..n {
+                for r in 0..m.rows {
+                    let (mut exact, mut mag) = (0f64, 0f64);
+                    for c in 0..m.cols {
+                        let p = w[r * m.cols + c] as f64 * x[t * m.cols + c] as f64;
+                        exact += p;
+                        mag += p.abs();
+                    }
+                    let v = avx2[t * m.rows + r] as f64;
+                    prop_assert!(
+                        (v - exact).abs() <= 1e-5 * mag + 1e-30,
+                        "avx2 {v} vs {exact} (row {r}, token {t})"
+                    );
+                }
+            }
         }
         for t in 0..n {
             for r in 0..m.rows {
