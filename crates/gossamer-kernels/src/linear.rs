@@ -129,8 +129,8 @@ fn rows_per_task(m: &Matrix, n: usize) -> usize {
 }
 
 /// `y[t] = W·x[t] + bias` for `n` tokens: `x` is `[n, cols]`, `y` is `[n, rows]`.
-/// Several tokens go through the blocked [`gemm`] where it applies, in `precision`; one token
-/// is a row-by-row matrix-vector product, always in f32.
+/// Several tokens go through the blocked [`gemm`] where it applies; one token is a row-by-row
+/// matrix-vector product. Both in `precision` (see [`Precision`]).
 pub fn linear(
     m: &Matrix,
     bias: Option<&[u16]>,
@@ -147,6 +147,10 @@ pub fn linear(
     if n > 1 && gemm::applies(m) {
         gemm::gemm(m, x, n, y, precision);
         add_bias(y, m.rows, bias);
+        return;
+    }
+    if n == 1 {
+        one_token(m, bias, x, y, precision);
         return;
     }
     let chunk = rows_per_task(m, n);
@@ -166,58 +170,6 @@ pub fn linear(
     } else {
         x
     };
-    if n == 1
-        && precision == Precision::Fast
-        && gemm::has_bf16_dot()
-        && m.cols.is_multiple_of(simd::PAIR_BLOCK)
-    {
-        if let Weight::Bf16(w) = m.weight {
-            // The fast mode's decode product for bf16 weights: bf16 activations, `vdpbf16ps`.
-            let mut xb = vec![0u16; m.cols];
-            for (o, &v) in xb.iter_mut().zip(x) {
-                *o = bf16::from_f32_rne(v);
-            }
-            let k = m.cols;
-            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-                for (i, o) in out.iter_mut().enumerate() {
-                    let r = c * chunk + i;
-                    *o = simd::dot_bf16_bf16(&w[r * k..(r + 1) * k], &xb);
-                }
-            });
-            add_bias(y, m.rows, bias);
-            return;
-        }
-        if let Weight::Mxfp4 { blocks, scales } = m.weight {
-            // The fast mode's decode product for MXFP4: bf16 activations, `vdpbf16ps`.
-            let mut xb = vec![0u16; m.cols];
-            simd::to_mxfp4_bf16_order(x, &mut xb);
-            let g = m.cols / mxfp4::BLOCK_ELEMS;
-            y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-                for (k, o) in out.iter_mut().enumerate() {
-                    let r = c * chunk + k;
-                    *o = simd::dot_mxfp4_bf16(
-                        &blocks[r * g * 16..(r + 1) * g * 16],
-                        &scales[r * g..(r + 1) * g],
-                        &xb,
-                    );
-                }
-            });
-            add_bias(y, m.rows, bias);
-            return;
-        }
-    }
-    if n == 1 {
-        y.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-            let r0 = c * chunk;
-            m.rows_into(r0, x, out, pairs);
-            if let Some(b) = bias {
-                for (o, &bb) in out.iter_mut().zip(&b[r0..]) {
-                    *o += bf16::to_f32(bb);
-                }
-            }
-        });
-        return;
-    }
     // Several tokens: each task owns a band of rows and runs every token through it while the
     // band's weights are in cache, then the bands are scattered into token-major order.
     let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(chunk))
@@ -259,6 +211,90 @@ pub fn linear(
     add_bias(y, m.rows, bias);
 }
 
+/// One token's activations in the order and format its row kernel reads.
+enum Prepared {
+    /// As given (scalar rows, transposed weights).
+    Plain,
+    /// f32 in the SIMD kernels' order ([`simd::to_pair_order`] / [`simd::to_mxfp4_order`]).
+    Ordered(Vec<f32>),
+    /// bf16 in storage order, for bf16 rows in the fast precision.
+    Bf16(Vec<u16>),
+    /// bf16 in [`simd::to_mxfp4_bf16_order`], for MXFP4 rows in the fast precision.
+    Mxfp4Bf16(Vec<u16>),
+}
+
+fn prepare(m: &Matrix, x: &[f32], precision: Precision) -> Prepared {
+    let fast = precision == Precision::Fast
+        && gemm::has_bf16_dot()
+        && m.cols.is_multiple_of(simd::PAIR_BLOCK);
+    match m.weight {
+        Weight::Bf16(_) if fast => {
+            Prepared::Bf16(x.iter().map(|&v| bf16::from_f32_rne(v)).collect())
+        }
+        Weight::Mxfp4 { .. } if fast => {
+            let mut xb = vec![0u16; x.len()];
+            simd::to_mxfp4_bf16_order(x, &mut xb);
+            Prepared::Mxfp4Bf16(xb)
+        }
+        _ if m.uses_pairs() => {
+            let mut xp = vec![0f32; x.len()];
+            match m.weight {
+                Weight::Mxfp4 { .. } => simd::to_mxfp4_order(x, &mut xp),
+                _ => simd::to_pair_order(x, &mut xp),
+            }
+            Prepared::Ordered(xp)
+        }
+        _ => Prepared::Plain,
+    }
+}
+
+/// `out[k] = (W·x)[r0 + k] + bias` for one token whose activations are `prepared`.
+fn one_token_rows(
+    m: &Matrix,
+    bias: Option<&[u16]>,
+    x: &[f32],
+    prepared: &Prepared,
+    r0: usize,
+    out: &mut [f32],
+) {
+    let k = m.cols;
+    match (prepared, m.weight) {
+        (Prepared::Bf16(xb), Weight::Bf16(w)) => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let r = r0 + i;
+                *o = simd::dot_bf16_bf16(&w[r * k..(r + 1) * k], xb);
+            }
+        }
+        (Prepared::Mxfp4Bf16(xb), Weight::Mxfp4 { blocks, scales }) => {
+            let g = k / mxfp4::BLOCK_ELEMS;
+            for (i, o) in out.iter_mut().enumerate() {
+                let r = r0 + i;
+                *o = simd::dot_mxfp4_bf16(
+                    &blocks[r * g * 16..(r + 1) * g * 16],
+                    &scales[r * g..(r + 1) * g],
+                    xb,
+                );
+            }
+        }
+        (Prepared::Ordered(xp), _) => m.rows_into(r0, xp, out, true),
+        _ => m.rows_into(r0, x, out, false),
+    }
+    if let Some(b) = bias {
+        for (o, &bb) in out.iter_mut().zip(&b[r0..]) {
+            *o += bf16::to_f32(bb);
+        }
+    }
+}
+
+/// A one-token product: rows split across the pool, each read once.
+fn one_token(m: &Matrix, bias: Option<&[u16]>, x: &[f32], y: &mut [f32], precision: Precision) {
+    let prepared = prepare(m, x, precision);
+    let chunk = rows_per_task(m, 1);
+    y.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(c, out)| one_token_rows(m, bias, x, &prepared, c * chunk, out));
+}
+
 fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {
     if let Some(b) = bias {
         for row in y.chunks_exact_mut(rows) {
@@ -292,17 +328,36 @@ mod tests {
         y
     }
 
+    /// Both precisions against the plain product; the fast one with its activations rounded
+    /// to bf16 (what it computes on a CPU with AVX512-BF16; elsewhere it is exact, and the
+    /// rounding error stays far inside the bound below).
     fn check(m: &Matrix, dense: &[f32], n: usize) {
         let bias: Vec<u16> = (0..m.rows).map(|r| bf((r as f32 * 0.1).sin())).collect();
         let biasf: Vec<f32> = bias.iter().map(|&b| bf16::to_f32(b)).collect();
         let x: Vec<f32> = (0..n * m.cols)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.17)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.173)
             .collect();
-        let mut y = vec![0f32; n * m.rows];
-        linear(m, Some(&bias), &x, n, &mut y, Precision::Exact);
-        let expect = naive(dense, m.rows, m.cols, &biasf, &x, n);
-        for (a, b) in y.iter().zip(&expect) {
-            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        for precision in [Precision::Exact, Precision::Fast] {
+            let mut y = vec![0f32; n * m.rows];
+            linear(m, Some(&bias), &x, n, &mut y, precision);
+            // (Transposed dense experts have no bf16 path: they stay f32.)
+            let rounds = precision == Precision::Fast
+                && gemm::has_bf16_dot()
+                && !matches!(m.weight, Weight::Bf16Transposed(_));
+            let xr: Vec<f32> = if rounds {
+                x.iter()
+                    .map(|&v| bf16::to_f32(bf16::from_f32_rne(v)))
+                    .collect()
+            } else {
+                x.clone()
+            };
+            let expect = naive(dense, m.rows, m.cols, &biasf, &xr, n);
+            for (a, b) in y.iter().zip(&expect) {
+                assert!(
+                    (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+                    "{precision:?}, {n} tokens: {a} vs {b}"
+                );
+            }
         }
     }
 
