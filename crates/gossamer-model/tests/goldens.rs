@@ -185,6 +185,23 @@ fn fast_mode_drift(golden: &Golden, ck: &Checkpoint) -> (f64, f64) {
     (sum / count as f64, max)
 }
 
+/// Mean |Δlogit| of the fast precision over a prompt fed one token at a time (the decode
+/// products), against the reference's top-k entries.
+fn fast_decode_drift(p: &Prompt, ck: &Checkpoint) -> f64 {
+    let mut model = GptOss::new(ck);
+    model.set_precision(Precision::Fast);
+    let mut cache = model.new_cache();
+    let (mut sum, mut count) = (0f64, 0usize);
+    for (&t, reference) in p.tokens.iter().zip(&p.positions) {
+        let row = model.forward(&[t], &mut cache, Logits::Last).unwrap();
+        for e in &reference.top {
+            sum += (row[e.id as usize] - e.logit).abs() as f64;
+            count += 1;
+        }
+    }
+    sum / count as f64
+}
+
 /// Highest logit, lowest id on ties: the engine's greedy rule (`gossamer_engine::sampler::argmax`,
 /// not a dependency of this crate) and torch's.
 fn argmax(row: &[f32]) -> u32 {
@@ -255,6 +272,24 @@ fn model_matches_reference_goldens() {
         report.push(format!(
             "{name}: fast mode mean |Δlogit| {mean:.2e}, max {max:.2e}; reference bf16 run mean {ref_mean:.2e}, max {ref_max:.2e}"
         ));
+        // The fast decode path too: the short prompt one token at a time.
+        let (pi, short) = golden
+            .prompts
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, p)| p.tokens.len())
+            .unwrap();
+        let ref_prompt_mean = bf16_run["prompts"][pi]["mean_abs_dlogit"].as_f64().unwrap();
+        let decode_mean = fast_decode_drift(short, ck);
+        report.push(format!(
+            "{name}: fast decode, prompt {pi} token by token: mean |Δlogit| {decode_mean:.2e}; reference bf16 run {ref_prompt_mean:.2e}"
+        ));
+        if decode_mean >= ref_prompt_mean {
+            failures.push(format!(
+                "{name}: fast decode drifts more than the reference's bf16 run \
+                 ({decode_mean:.3e} vs {ref_prompt_mean:.3e})"
+            ));
+        }
         if mean >= ref_mean {
             failures.push(format!(
                 "{name}: fast mode drifts more than the reference's bf16 run \
