@@ -295,6 +295,43 @@ fn one_token(m: &Matrix, bias: Option<&[u16]>, x: &[f32], y: &mut [f32], precisi
         .for_each(|(c, out)| one_token_rows(m, bias, x, &prepared, c * chunk, out));
 }
 
+/// One token's product with one matrix, for [`linear_one_token_many`].
+pub struct OneToken<'a> {
+    pub m: Matrix<'a>,
+    pub bias: Option<&'a [u16]>,
+    /// `[cols]`.
+    pub x: &'a [f32],
+}
+
+/// Several one-token products (a decode step's routed experts) in one parallel region: one
+/// fork-join instead of one per matrix, and the threads balance across all their rows.
+/// `ys[i]` receives product `i` (`[rows]`).
+pub fn linear_one_token_many(products: &[OneToken], ys: &mut [Vec<f32>], precision: Precision) {
+    assert_eq!(products.len(), ys.len(), "one output per product");
+    let prepared: Vec<Prepared> = products
+        .iter()
+        .map(|p| {
+            assert_eq!(p.x.len(), p.m.cols, "linear: input size");
+            if let Some(b) = p.bias {
+                assert_eq!(b.len(), p.m.rows, "linear: bias size");
+            }
+            prepare(&p.m, p.x, precision)
+        })
+        .collect();
+    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+    for (i, (p, y)) in products.iter().zip(ys.iter_mut()).enumerate() {
+        assert_eq!(y.len(), p.m.rows, "linear: output size");
+        let chunk = rows_per_task(&p.m, 1);
+        for (c, out) in y.chunks_mut(chunk).enumerate() {
+            tasks.push((i, c * chunk, out));
+        }
+    }
+    tasks.into_par_iter().for_each(|(i, r0, out)| {
+        let p = &products[i];
+        one_token_rows(&p.m, p.bias, p.x, &prepared[i], r0, out);
+    });
+}
+
 fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {
     if let Some(b) = bias {
         for row in y.chunks_exact_mut(rows) {
@@ -357,6 +394,42 @@ mod tests {
                     (a - b).abs() < 1e-3 * (1.0 + b.abs()),
                     "{precision:?}, {n} tokens: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn many_one_token_products_equal_one_at_a_time() {
+        let (rows, cols) = (37, 64);
+        let w: Vec<u16> = (0..rows * cols)
+            .map(|i| bf(((i * 13 % 29) as f32 - 14.0) * 0.03))
+            .collect();
+        let blocks: Vec<u8> = (0..rows * cols / 2).map(|i| (i * 91 + 3) as u8).collect();
+        let scales: Vec<u8> = (0..rows * cols / 32).map(|i| 121 + (i % 7) as u8).collect();
+        let bias: Vec<u16> = (0..rows).map(|r| bf(r as f32 * 0.01)).collect();
+        let xa: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.7).sin()).collect();
+        let xb: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.3).cos()).collect();
+        let mats = [
+            Matrix::bf16(&w, rows, cols),
+            Matrix::mxfp4(&blocks, &scales, rows, cols),
+            Matrix::bf16_transposed(&w, rows, cols),
+        ];
+        for precision in [Precision::Exact, Precision::Fast] {
+            let products: Vec<OneToken> = mats
+                .iter()
+                .zip([&xa, &xb, &xa])
+                .map(|(m, x)| OneToken {
+                    m: *m,
+                    bias: Some(&bias),
+                    x,
+                })
+                .collect();
+            let mut ys = vec![vec![0f32; rows]; 3];
+            linear_one_token_many(&products, &mut ys, precision);
+            for (p, y) in products.iter().zip(&ys) {
+                let mut alone = vec![0f32; rows];
+                linear(&p.m, p.bias, p.x, 1, &mut alone, precision);
+                assert_eq!(y, &alone, "{precision:?}");
             }
         }
     }

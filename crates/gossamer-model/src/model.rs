@@ -3,7 +3,7 @@
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
 pub use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{linear, Matrix};
+use gossamer_kernels::linear::{linear, linear_one_token_many, Matrix, OneToken};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
@@ -290,6 +290,54 @@ impl GptOss {
                 .collect()
         });
         let mut out = vec![0f32; n * h];
+        if n == 1 {
+            // Decoding: the routed experts' products share one parallel region each.
+            let routed = &routes[0];
+            let gu = self.timed(Op::ExpertGateUp, || {
+                let products: Vec<OneToken> = routed
+                    .iter()
+                    .map(|&(e, _)| OneToken {
+                        m: expert_matrix(&ex.gate_up, e, 2 * inter, h),
+                        bias: Some(&ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter]),
+                        x,
+                    })
+                    .collect();
+                let mut ys = vec![vec![0f32; 2 * inter]; products.len()];
+                linear_one_token_many(&products, &mut ys, self.precision);
+                ys
+            });
+            let acts: Vec<Vec<f32>> = self.timed(Op::Swiglu, || {
+                gu.iter()
+                    .map(|g| {
+                        let mut a = vec![0f32; inter];
+                        moe::swiglu(g, cfg.swiglu_limit, &mut a);
+                        a
+                    })
+                    .collect()
+            });
+            let ys = self.timed(Op::ExpertDown, || {
+                let products: Vec<OneToken> = routed
+                    .iter()
+                    .zip(&acts)
+                    .map(|(&(e, _), a)| OneToken {
+                        m: expert_matrix(&ex.down, e, h, inter),
+                        bias: Some(&ex.down_bias.as_u16()[e * h..(e + 1) * h]),
+                        x: a,
+                    })
+                    .collect();
+                let mut ys = vec![vec![0f32; h]; products.len()];
+                linear_one_token_many(&products, &mut ys, self.precision);
+                ys
+            });
+            self.timed(Op::ExpertCombine, || {
+                for (&(_, w), y) in routed.iter().zip(&ys) {
+                    for (o, &v) in out.iter_mut().zip(y) {
+                        *o += w * v;
+                    }
+                }
+            });
+            return out;
+        }
         for e in 0..e_count {
             let users: Vec<(usize, f32)> = routes
                 .iter()
