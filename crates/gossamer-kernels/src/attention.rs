@@ -194,7 +194,9 @@ mod x86 {
     /// Query heads whose outputs are accumulated in registers at once (4 × 4 zmm).
     pub const HEADS_PER_PASS: usize = 4;
 
-    /// `scores[hh * n + k] = q_hh · key_k × scale`, each key row loaded once for the group.
+    /// `scores[hh * n + k] = q_hh · key_k × scale`. Four query heads at a time are held in 16
+    /// registers while the keys go by; their four dot products are summed together by one
+    /// shuffle tree ([`sum4`]) instead of four separate horizontal sums.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn scores(task: &GroupTask, kv: &KvView, scores: &mut [f32]) {
         let kvw = task.kv_width;
@@ -203,26 +205,57 @@ mod x86 {
         let group = task.q.len() / HEAD_DIM;
         assert!(task.keys.end * kvw <= kv.k.len() && col + HEAD_DIM <= kvw);
         assert_eq!(scores.len(), group * n_keys);
-        let q = task.q.as_ptr();
-        for (k, j) in task.keys.clone().enumerate() {
-            // SAFETY: row j's slice [j·kvw + col, +64) is inside kv.k (asserted: j < keys.end);
-            // the query rows hh·64.. are inside task.q (group = len / 64).
-            let kp = kv.k.as_ptr().add(j * kvw + col);
-            let kr = [
-                _mm512_loadu_ps(kp),
-                _mm512_loadu_ps(kp.add(16)),
-                _mm512_loadu_ps(kp.add(32)),
-                _mm512_loadu_ps(kp.add(48)),
-            ];
-            for hh in 0..group {
-                let qp = q.add(hh * HEAD_DIM);
-                let mut acc = _mm512_mul_ps(_mm512_loadu_ps(qp), kr[0]);
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(16)), kr[1], acc);
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(32)), kr[2], acc);
-                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp.add(48)), kr[3], acc);
-                scores[hh * n_keys + k] = _mm512_reduce_add_ps(acc) * task.scale;
+        assert!(group.is_multiple_of(HEADS_PER_PASS));
+        let scale = _mm_set1_ps(task.scale);
+        for h0 in (0..group).step_by(HEADS_PER_PASS) {
+            // SAFETY: heads h0..h0+4 are task.q[(h0 + i)·64..][..64], inside task.q since
+            // group = len / 64 and h0 + 4 <= group.
+            let qp = task.q.as_ptr().add(h0 * HEAD_DIM);
+            let q: [[__m512; 4]; HEADS_PER_PASS] = std::array::from_fn(|h| {
+                std::array::from_fn(|c| _mm512_loadu_ps(qp.add(h * HEAD_DIM + 16 * c)))
+            });
+            for (k, j) in task.keys.clone().enumerate() {
+                // SAFETY: row j's slice [j·kvw + col, +64) is inside kv.k (asserted above).
+                let kp = kv.k.as_ptr().add(j * kvw + col);
+                let kr: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(kp.add(16 * c)));
+                let acc: [__m512; HEADS_PER_PASS] = std::array::from_fn(|h| {
+                    let mut a = _mm512_mul_ps(q[h][0], kr[0]);
+                    a = _mm512_fmadd_ps(q[h][1], kr[1], a);
+                    a = _mm512_fmadd_ps(q[h][2], kr[2], a);
+                    _mm512_fmadd_ps(q[h][3], kr[3], a)
+                });
+                let mut four = [0f32; 4];
+                _mm_storeu_ps(four.as_mut_ptr(), _mm_mul_ps(sum4(acc), scale));
+                for (h, v) in four.into_iter().enumerate() {
+                    scores[(h0 + h) * n_keys + k] = v;
+                }
             }
         }
+    }
+
+    /// The lane sums of four vectors, as one 4-lane vector.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sum4(a: [__m512; 4]) -> __m128 {
+        // Within each 128-bit lane: pairs of vectors interleaved and added, then pairs of
+        // pairs; this leaves [Σa0, Σa1, Σa2, Σa3] per 128-bit lane, and the four lanes add.
+        let t0 = _mm512_add_ps(
+            _mm512_unpacklo_ps(a[0], a[1]),
+            _mm512_unpackhi_ps(a[0], a[1]),
+        );
+        let t1 = _mm512_add_ps(
+            _mm512_unpacklo_ps(a[2], a[3]),
+            _mm512_unpackhi_ps(a[2], a[3]),
+        );
+        let (d0, d1) = (_mm512_castps_pd(t0), _mm512_castps_pd(t1));
+        let u = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(d0, d1)),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(d0, d1)),
+        );
+        let lo = _mm512_castps512_ps256(u);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(u)));
+        let v = _mm256_add_ps(lo, hi);
+        _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v))
     }
 
     /// `o_hh = Σ_k p[hh][k] · value_k`, four heads' outputs held in registers per pass.
@@ -416,7 +449,14 @@ mod tests {
     /// windows, uneven key counts and a cache that starts after position 0.
     #[test]
     fn simd_builds_equal_the_plain_one() {
-        let (heads, kv_heads, hd) = (8, 2, 64);
+        for heads in [8, 16] {
+            simd_build_case(heads);
+        }
+    }
+
+    fn simd_build_case(heads: usize) {
+        let (kv_heads, hd) = (2, 64);
+        let group = heads / kv_heads;
         let n_keys: usize = 37;
         let mut s = 0x1234_5678_9ABC_DEF1u64;
         let mut next = || {
@@ -437,17 +477,17 @@ mod tests {
         for window in [None, Some(5), Some(64)] {
             let task_for = |g: usize| GroupTask {
                 keys: window.map_or(0, |w| n_keys.saturating_sub(w))..n_keys,
-                q: &q[g * 4 * hd..(g + 1) * 4 * hd],
+                q: &q[g * group * hd..(g + 1) * group * hd],
                 kv_head: g,
                 kv_width: kv_heads * hd,
                 head_dim: hd,
                 scale: 0.125,
-                sinks: &sinks[g * 4..(g + 1) * 4],
+                sinks: &sinks[g * group..(g + 1) * group],
             };
             for g in 0..kv_heads {
-                let mut plain = vec![0f32; 4 * hd];
+                let mut plain = vec![0f32; group * hd];
                 attend_body(&task_for(g), &kv, &mut Vec::new(), &mut plain);
-                let mut fast = vec![0f32; 4 * hd];
+                let mut fast = vec![0f32; group * hd];
                 attend(simd::isa(), &task_for(g), &kv, &mut Vec::new(), &mut fast);
                 for (a, b) in plain.iter().zip(&fast) {
                     assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
