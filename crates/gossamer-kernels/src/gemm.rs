@@ -166,22 +166,18 @@ impl Activations {
         let k = m.cols;
         // bf16 weights in the fast path are read as stored; everything else is in pair order.
         let direct = arith == Arith::Bf16 && matches!(m.weight, Weight::Bf16(_));
-        let ordered: Vec<f32> = if direct {
-            x.to_vec()
+        let ordered: std::borrow::Cow<[f32]> = if direct {
+            x.into()
         } else {
             let mut xp = vec![0f32; x.len()];
             for (src, dst) in x.chunks_exact(k).zip(xp.chunks_exact_mut(k)) {
                 simd::to_pair_order(src, dst);
             }
-            xp
+            xp.into()
         };
         match arith {
-            Arith::F32 => Activations::F32(ordered),
-            Arith::Bf16 => {
-                let mut out = vec![0u16; ordered.len()];
-                to_bf16(&ordered, &mut out, tiles);
-                Activations::Bf16(out)
-            }
+            Arith::F32 => Activations::F32(ordered.into_owned()),
+            Arith::Bf16 => Activations::Bf16(to_bf16(&ordered, tiles)),
         }
     }
 }
@@ -301,6 +297,22 @@ impl Panel {
     }
 }
 
+/// Calls the `x86` tile kernel instantiated for `count` tokens (1..=NR; the const parameter sizes
+/// its accumulator array).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_count {
+    ($count:expr, $kernel:ident, $($arg:expr),*) => {
+        match $count {
+            1 => x86::$kernel::<1>($($arg),*),
+            2 => x86::$kernel::<2>($($arg),*),
+            3 => x86::$kernel::<3>($($arg),*),
+            4 => x86::$kernel::<4>($($arg),*),
+            5 => x86::$kernel::<5>($($arg),*),
+            _ => x86::$kernel::<6>($($arg),*),
+        }
+    };
+}
+
 fn tile_f32(
     rows: [&[f32]; MR],
     xs: &[f32],
@@ -334,16 +346,7 @@ fn tile_f32(
         let x = xs.as_ptr();
         // SAFETY: `isa()` is Avx512 (avx512f/bw/vl detected); each row has k elements and `xs`
         // holds `count` rows of k, k a multiple of 32.
-        unsafe {
-            match count {
-                1 => x86::tile_f32::<1>(w, x, k, tile),
-                2 => x86::tile_f32::<2>(w, x, k, tile),
-                3 => x86::tile_f32::<3>(w, x, k, tile),
-                4 => x86::tile_f32::<4>(w, x, k, tile),
-                5 => x86::tile_f32::<5>(w, x, k, tile),
-                _ => x86::tile_f32::<6>(w, x, k, tile),
-            }
-        }
+        unsafe { by_count!(count, tile_f32, w, x, k, tile) }
         return;
     }
     let _ = tiles;
@@ -375,16 +378,7 @@ fn tile_bf16(
         let x = xs.as_ptr();
         // SAFETY: the bf16 arithmetic is chosen only when `has_bf16_dot()` detected
         // avx512bf16 on top of `isa()`'s avx512f/bw/vl; each row has k elements, `xs` `count` rows of k, k % 32 == 0.
-        unsafe {
-            match count {
-                1 => x86::tile_bf16::<1>(w, x, k, tile),
-                2 => x86::tile_bf16::<2>(w, x, k, tile),
-                3 => x86::tile_bf16::<3>(w, x, k, tile),
-                4 => x86::tile_bf16::<4>(w, x, k, tile),
-                5 => x86::tile_bf16::<5>(w, x, k, tile),
-                _ => x86::tile_bf16::<6>(w, x, k, tile),
-            }
-        }
+        unsafe { by_count!(count, tile_bf16, w, x, k, tile) }
         return;
     }
     let _ = tiles;
@@ -403,18 +397,20 @@ fn tile_bf16(
     }
 }
 
-/// f32 → bf16, round to nearest even, order kept.
-fn to_bf16(x: &[f32], out: &mut [u16], tiles: Tiles) {
+/// f32 → bf16, round to nearest even, order kept (the fast precision's activations).
+pub(crate) fn to_bf16(x: &[f32], tiles: Tiles) -> Vec<u16> {
+    let mut out = vec![0u16; x.len()];
     #[cfg(target_arch = "x86_64")]
     if tiles == Tiles::Simd && has_bf16_dot() && x.len().is_multiple_of(32) {
-        // SAFETY: avx512bf16 detected; lengths equal (asserted by the caller's sizes) and a
-        // multiple of 32.
-        unsafe { x86::to_bf16(x, out) };
-        return;
+        // SAFETY: avx512bf16 detected; both lengths are x.len(), a multiple of 32.
+        unsafe { x86::to_bf16(x, &mut out) };
+        return out;
     }
+    let _ = tiles;
     for (o, &v) in out.iter_mut().zip(x) {
         *o = bf16::from_f32_rne(v);
     }
+    out
 }
 
 /// A bf16 row widened to f32 in pair order.

@@ -228,9 +228,7 @@ fn prepare(m: &Matrix, x: &[f32], precision: Precision) -> Prepared {
         && gemm::has_bf16_dot()
         && m.cols.is_multiple_of(simd::PAIR_BLOCK);
     match m.weight {
-        Weight::Bf16(_) if fast => {
-            Prepared::Bf16(x.iter().map(|&v| bf16::from_f32_rne(v)).collect())
-        }
+        Weight::Bf16(_) if fast => Prepared::Bf16(gemm::to_bf16(x, gemm::Tiles::Simd)),
         Weight::Mxfp4 { .. } if fast => {
             let mut xb = vec![0u16; x.len()];
             simd::to_mxfp4_bf16_order(x, &mut xb);

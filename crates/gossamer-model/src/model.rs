@@ -289,6 +289,19 @@ impl GptOss {
                 .map(|r| moe::route(r, cfg.num_experts_per_tok))
                 .collect()
         });
+        // Expert e's matrices with their biases.
+        let gate_up_of = |e: usize| {
+            (
+                expert_matrix(&ex.gate_up, e, 2 * inter, h),
+                &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter],
+            )
+        };
+        let down_of = |e: usize| {
+            (
+                expert_matrix(&ex.down, e, h, inter),
+                &ex.down_bias.as_u16()[e * h..(e + 1) * h],
+            )
+        };
         let mut out = vec![0f32; n * h];
         if n == 1 {
             // Decoding: the routed experts' products share one parallel region each.
@@ -296,10 +309,13 @@ impl GptOss {
             let gu = self.timed(Op::ExpertGateUp, || {
                 let products: Vec<OneToken> = routed
                     .iter()
-                    .map(|&(e, _)| OneToken {
-                        m: expert_matrix(&ex.gate_up, e, 2 * inter, h),
-                        bias: Some(&ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter]),
-                        x,
+                    .map(|&(e, _)| {
+                        let (m, bias) = gate_up_of(e);
+                        OneToken {
+                            m,
+                            bias: Some(bias),
+                            x,
+                        }
                     })
                     .collect();
                 let mut ys = vec![vec![0f32; 2 * inter]; products.len()];
@@ -319,10 +335,13 @@ impl GptOss {
                 let products: Vec<OneToken> = routed
                     .iter()
                     .zip(&acts)
-                    .map(|(&(e, _), a)| OneToken {
-                        m: expert_matrix(&ex.down, e, h, inter),
-                        bias: Some(&ex.down_bias.as_u16()[e * h..(e + 1) * h]),
-                        x: a,
+                    .map(|(&(e, _), a)| {
+                        let (m, bias) = down_of(e);
+                        OneToken {
+                            m,
+                            bias: Some(bias),
+                            x: a,
+                        }
                     })
                     .collect();
                 let mut ys = vec![vec![0f32; h]; products.len()];
@@ -356,8 +375,7 @@ impl GptOss {
                 xs
             });
             let gu = self.timed(Op::ExpertGateUp, || {
-                let gate_up = expert_matrix(&ex.gate_up, e, 2 * inter, h);
-                let gu_bias = &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter];
+                let (gate_up, gu_bias) = gate_up_of(e);
                 let mut gu = vec![0f32; m * 2 * inter];
                 linear(&gate_up, Some(gu_bias), &xs, m, &mut gu, self.precision);
                 gu
@@ -370,8 +388,7 @@ impl GptOss {
                 act
             });
             let y = self.timed(Op::ExpertDown, || {
-                let down = expert_matrix(&ex.down, e, h, inter);
-                let down_bias = &ex.down_bias.as_u16()[e * h..(e + 1) * h];
+                let (down, down_bias) = down_of(e);
                 let mut y = vec![0f32; m * h];
                 linear(&down, Some(down_bias), &act, m, &mut y, self.precision);
                 y
