@@ -182,6 +182,10 @@ struct BenchArgs {
     /// Also print where the time goes: milliseconds per token for each kind of operation.
     #[arg(long)]
     profile: bool,
+    /// Also measure the machine's read bandwidth with the same threads (1 GiB read five
+    /// times, before and after the tests) and print decode as a share of that ceiling.
+    #[arg(long)]
+    ceiling: bool,
     #[arg(long)]
     json: bool,
 }
@@ -493,11 +497,16 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
     let threads = rayon::current_num_threads();
     let quiet = a.json;
     let profile = a.profile.then(|| model.enable_profile());
+    // The ceiling is measured on both sides of the tests, the best kept: the host's speed
+    // drifts, and a ratio is only fair when both figures come from the same minutes.
+    let ceiling_pass = || gossamer_engine::bench::read_bandwidth(1 << 30, 5);
+    let ceiling_before = a.ceiling.then(ceiling_pass);
     let r = gossamer_engine::bench::run(&model, &params, profile.as_deref(), |test, i, tps| {
         if !quiet {
             eprintln!("  {test} repeat {}: {tps:.2} tok/s", i + 1);
         }
     })?;
+    let read_gb_s = ceiling_before.map(|b| b.max(ceiling_pass()));
     // Bytes streamed per decoded token: the weights plus the KV cache read at this depth
     // (full layers read every position, sliding layers at most their window).
     let cfg = model.config();
@@ -515,6 +524,7 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
         .sum();
     let bytes_per_token = stats.bytes_per_token + kv_read;
     let gb_s = r.decode.map(|d| d.mean * bytes_per_token as f64 / 1e9);
+    let ceiling_percent = gb_s.zip(read_gb_s).map(|(g, c)| 100.0 * g / c);
     if a.json {
         println!(
             "{}",
@@ -532,6 +542,8 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
                 "decode_tok_s_stddev": r.decode.map(|x| x.stddev),
                 "bytes_per_token": bytes_per_token,
                 "decode_gb_s": gb_s,
+                "read_gb_s": read_gb_s,
+                "decode_ceiling_percent": ceiling_percent,
                 "profile": {
                     "prefill": r.prefill_ops.as_ref().map(|o| profile_json(o, a.prompt_tokens * a.repeats)),
                     "decode": r.decode_ops.as_ref().map(|o| profile_json(o, a.decode_tokens * a.repeats)),
@@ -562,6 +574,14 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
             d.mean,
             d.stddev,
             bytes_per_token as f64 / 1e9
+        );
+    }
+    if let (Some(c), Some(pct)) = (read_gb_s, ceiling_percent) {
+        println!();
+        println!(
+            "read bandwidth ({threads} threads): {c:.1} GB/s; decode reads at {pct:.0} % of it \
+             (ceiling {:.2} tok/s)",
+            c * 1e9 / bytes_per_token as f64
         );
     }
     if let Some(ops) = &r.prefill_ops {
