@@ -186,6 +186,11 @@ struct BenchArgs {
     /// times, before and after the tests) and print decode as a share of that ceiling.
     #[arg(long)]
     ceiling: bool,
+    /// Instead of pp/tg: serve this many requests at once through the continuous-batching
+    /// engine (a comma list, e.g. 1,4,16), each with a -p token prompt generating -n tokens,
+    /// and report the aggregate decode rate.
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Vec<usize>,
     #[arg(long)]
     json: bool,
 }
@@ -486,6 +491,9 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
     let ck = open(&a.model)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
+    if !a.concurrency.is_empty() {
+        return bench_concurrency(&a, model, precision);
+    }
     let stats = ck.stats();
     let params = gossamer_engine::bench::BenchParams {
         prompt_tokens: a.prompt_tokens,
@@ -596,6 +604,82 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
             &format!("tg{}", a.decode_tokens),
             ops,
             a.decode_tokens * a.repeats,
+        );
+    }
+    Ok(())
+}
+
+/// `bench --concurrency`: the engine's aggregate decode rate at each concurrency, with the
+/// server's settings (batch-invariant products).
+fn bench_concurrency(a: &BenchArgs, mut model: GptOss, precision: Precision) -> Result<()> {
+    if a.concurrency.contains(&0) {
+        bail!("--concurrency values must be at least 1");
+    }
+    model.set_batch_invariant(true);
+    model.prefault();
+    let model = std::sync::Arc::new(model);
+    let threads = rayon::current_num_threads();
+    let mut rows = Vec::new();
+    for &c in &a.concurrency {
+        let mut rates = Vec::new();
+        let mut first = Vec::new();
+        for rep in 0..a.repeats {
+            let r = gossamer_engine::bench::run_concurrent(
+                model.clone(),
+                c,
+                a.prompt_tokens,
+                a.decode_tokens,
+                1 + rep as u64,
+            )?;
+            if !a.json {
+                eprintln!(
+                    "  concurrency {c} repeat {}: {:.2} tok/s",
+                    rep + 1,
+                    r.decode_tok_s
+                );
+            }
+            rates.push(r.decode_tok_s);
+            first.push(r.first_token_s);
+        }
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        let sd = if rates.len() > 1 {
+            (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rates.len() - 1) as f64)
+                .sqrt()
+        } else {
+            0.0
+        };
+        let ttft = first.iter().sum::<f64>() / first.len() as f64;
+        rows.push((c, mean, sd, ttft));
+    }
+    let base = rows.first().map(|r| r.1).unwrap_or(1.0);
+    if a.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|&(c, mean, sd, ttft)| {
+                json!({"concurrency": c, "decode_tok_s": mean, "decode_tok_s_stddev": sd,
+                       "per_stream_tok_s": mean / c as f64, "first_token_s": ttft,
+                       "speedup": mean / base})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"model": a.model, "threads": threads, "precision": precision_name(precision),
+                   "prompt_tokens": a.prompt_tokens, "decode_tokens": a.decode_tokens,
+                   "repeats": a.repeats, "concurrency": out})
+        );
+        return Ok(());
+    }
+    println!(
+        "| model | threads | precision | streams | aggregate decode t/s | per stream t/s | first token s | vs first row |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (c, mean, sd, ttft) in rows {
+        println!(
+            "| {} | {threads} | {} | {c} | {mean:.2} ± {sd:.2} | {:.2} | {ttft:.2} | {:.2}× |",
+            a.model.display(),
+            precision_name(precision),
+            mean / c as f64,
+            mean / base
         );
     }
     Ok(())

@@ -133,6 +133,96 @@ pub fn run(
     })
 }
 
+/// Aggregate decode throughput of `concurrency` requests served together by the
+/// continuous-batching [`Engine`](crate::Engine).
+#[derive(Clone, Debug)]
+pub struct ConcurrentResult {
+    pub concurrency: usize,
+    /// Generated tokens per second over all streams, from the step that gave every stream
+    /// its first token to the end of the last one.
+    pub decode_tok_s: f64,
+    /// Mean time from submission to first token.
+    pub first_token_s: f64,
+}
+
+/// Submits `concurrency` requests of `prompt_tokens` random tokens at once, each greedily
+/// generating `decode_tokens` tokens, and measures the aggregate decode rate. The engine gets
+/// one slot per request and room to prefill every prompt in one step.
+pub fn run_concurrent(
+    model: std::sync::Arc<GptOss>,
+    concurrency: usize,
+    prompt_tokens: usize,
+    decode_tokens: usize,
+    seed: u64,
+) -> Result<ConcurrentResult, crate::SubmitError> {
+    use crate::{Engine, EngineConfig, Event, Request, SamplingParams};
+    let vocab = model.config().vocab_size;
+    let context = model.config().max_position_embeddings;
+    let engine = Engine::start(
+        model,
+        EngineConfig {
+            max_concurrency: concurrency.max(1),
+            max_queue: concurrency.max(1),
+            max_batch_tokens: (concurrency * prompt_tokens.max(1)).max(concurrency + 1),
+            context,
+        },
+    );
+    let start = Instant::now();
+    let tickets = (0..concurrency)
+        .map(|i| {
+            engine.submit(Request {
+                prompt: tokens(prompt_tokens.max(1), vocab, seed ^ (i as u64 + 7)),
+                max_tokens: decode_tokens.max(2),
+                sampling: SamplingParams {
+                    temperature: 0.0,
+                    ..Default::default()
+                },
+                stop_tokens: vec![],
+                logprobs: None,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // One thread per stream, each noting when its first and last tokens came.
+    let streams: Vec<(Instant, Instant, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = tickets
+            .into_iter()
+            .map(|mut t| {
+                scope.spawn(move || {
+                    let (mut first, mut count) = (None, 0usize);
+                    while let Some(event) = t.events.blocking_recv() {
+                        match event {
+                            Event::Token { .. } => {
+                                first.get_or_insert_with(Instant::now);
+                                count += 1;
+                            }
+                            Event::Done { .. } | Event::Error(_) => break,
+                        }
+                    }
+                    let now = Instant::now();
+                    (first.unwrap_or(now), now, count)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("stream thread"))
+            .collect()
+    });
+    let window_start = streams.iter().map(|s| s.0).max().unwrap_or(start);
+    let window_end = streams.iter().map(|s| s.1).max().unwrap_or(start);
+    let decoded: usize = streams.iter().map(|s| s.2.saturating_sub(1)).sum();
+    let first_token_s = streams
+        .iter()
+        .map(|s| s.0.duration_since(start).as_secs_f64())
+        .sum::<f64>()
+        / streams.len().max(1) as f64;
+    Ok(ConcurrentResult {
+        concurrency,
+        decode_tok_s: decoded as f64 / (window_end - window_start).as_secs_f64().max(1e-9),
+        first_token_s,
+    })
+}
+
 /// The machine's read bandwidth in GB/s with the compute pool's threads: the best of
 /// `passes` reads of a `bytes`-sized buffer (far larger than any cache), split evenly between
 /// the threads, each summing its share. It is the decode ceiling [`run`]'s figures are

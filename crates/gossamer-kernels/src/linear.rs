@@ -153,6 +153,37 @@ pub fn linear(
         one_token(m, bias, x, y, precision);
         return;
     }
+    banded(m, bias, x, n, y);
+}
+
+/// [`linear`] with one arithmetic for every `n`: through the blocked [`gemm`] even for one
+/// token, where a token's result depends only on its own activations, never on how many
+/// other tokens share the product or where it sits among them. Slower than [`linear`] for a
+/// lone token; what a server uses so that a request's tokens do not depend on the batch.
+pub fn linear_batched(
+    m: &Matrix,
+    bias: Option<&[u16]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    precision: Precision,
+) {
+    assert_eq!(x.len(), n * m.cols, "linear: input size");
+    assert_eq!(y.len(), n * m.rows, "linear: output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), m.rows, "linear: bias size");
+    }
+    if gemm::applies(m) {
+        gemm::gemm(m, x, n, y, precision);
+        add_bias(y, m.rows, bias);
+    } else {
+        banded(m, bias, x, n, y);
+    }
+}
+
+/// The products [`gemm`] does not take (no AVX2, transposed weights), for any `n`: each task
+/// owns a band of rows and runs every token through it with the one-token row kernels, f32.
+fn banded(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
     let chunk = rows_per_task(m, n);
     // Permute the activations once for the whole product (see `simd`).
     let permuted;

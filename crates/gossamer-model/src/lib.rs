@@ -11,5 +11,5 @@ mod model;
 pub mod profile;
 
 pub use cache::KvCache;
-pub use model::{GptOss, Logits, ModelError, Precision};
+pub use model::{GptOss, Logits, ModelError, Precision, Step};
 pub use profile::{Op, OpTimes, Profile};

@@ -3,7 +3,7 @@
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
 pub use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{linear, linear_one_token_many, Matrix, OneToken};
+use gossamer_kernels::linear::{linear, linear_batched, linear_one_token_many, Matrix, OneToken};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
@@ -32,6 +32,16 @@ pub enum Logits {
     Last,
     /// Every token's (scoring).
     All,
+    /// None (a prompt chunk that is not the last).
+    None,
+}
+
+/// One sequence's share of a [`GptOss::forward_batch`] step: its new tokens, its cache (which
+/// the step extends), and which of its positions need logits.
+pub struct Step<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub logits: Logits,
 }
 
 /// Tokens per unembedding call when every position needs logits: bounds the scratch memory
@@ -48,6 +58,9 @@ pub struct GptOss {
     precision: Precision,
     /// Time per kind of operation, when asked for.
     profile: Option<Arc<Profile>>,
+    /// Every product through the batched kernels, even for one token (see
+    /// [`GptOss::set_batch_invariant`]).
+    batch_invariant: bool,
 }
 
 impl GptOss {
@@ -76,6 +89,7 @@ impl GptOss {
             sinks,
             precision: Precision::Exact,
             profile: None,
+            batch_invariant: false,
         }
     }
 
@@ -95,6 +109,15 @@ impl GptOss {
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// Makes a sequence's logits independent of the batch it runs in, bit for bit: every
+    /// product goes through the batched kernels (whose arithmetic for one token does not
+    /// depend on the other tokens), even a lone decode token, and expert outputs are summed
+    /// in routing order. A server sets this so that a request gives the same tokens alone
+    /// or among others.
+    pub fn set_batch_invariant(&mut self, on: bool) {
+        self.batch_invariant = on;
     }
 
     /// Reads one byte of every page of every weight, so the first tokens do not pay for
@@ -133,35 +156,62 @@ impl GptOss {
         cache: &mut KvCache,
         want: Logits,
     ) -> Result<Vec<f32>, ModelError> {
+        let mut steps = [Step {
+            tokens,
+            cache,
+            logits: want,
+        }];
+        Ok(self
+            .forward_batch(&mut steps)?
+            .pop()
+            .expect("one step, one result"))
+    }
+
+    /// One step for several sequences at once (continuous batching): every sequence's new
+    /// tokens go through each weight matrix together, so a matrix is read once per step for
+    /// all of them (and each expert once for all the tokens routed to it); only attention
+    /// runs per sequence, against its own cache. Returns each step's logits as
+    /// [`forward`](Self::forward) would. Nothing is changed when an error is returned.
+    ///
+    /// With [`set_batch_invariant`](Self::set_batch_invariant), a sequence's results do not
+    /// depend on what else is in the batch, bit for bit.
+    pub fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.cfg;
-        let n = tokens.len();
-        if n == 0 {
+        if steps.is_empty() || steps.iter().any(|s| s.tokens.is_empty()) {
             return Err(ModelError::Empty);
         }
-        if cache.layers.len() != cfg.num_hidden_layers || cache.kv_dim != cfg.kv_dim() {
-            return Err(ModelError::CacheMismatch);
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(ModelError::TokenOutOfRange {
-                id,
-                vocab: cfg.vocab_size,
-            });
-        }
-        let needed = cache.len + n;
-        if needed > cfg.max_position_embeddings {
-            return Err(ModelError::ContextFull {
-                needed,
-                max: cfg.max_position_embeddings,
-            });
+        for s in steps.iter() {
+            if s.cache.layers.len() != cfg.num_hidden_layers || s.cache.kv_dim != cfg.kv_dim() {
+                return Err(ModelError::CacheMismatch);
+            }
+            if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    vocab: cfg.vocab_size,
+                });
+            }
+            let needed = s.cache.len + s.tokens.len();
+            if needed > cfg.max_position_embeddings {
+                return Err(ModelError::ContextFull {
+                    needed,
+                    max: cfg.max_position_embeddings,
+                });
+            }
         }
         let h = cfg.hidden_size;
         let eps = cfg.rms_norm_eps as f32;
-        let p0 = cache.len;
+        // Step i's tokens are rows starts[i]..starts[i + 1] of every activation.
+        let mut starts = vec![0usize];
+        for s in steps.iter() {
+            starts.push(starts.last().unwrap() + s.tokens.len());
+        }
+        let n = *starts.last().unwrap();
 
         let mut x = self.timed(Op::Embed, || {
             let mut x = vec![0f32; n * h];
             let table = self.w.embedding.as_u16();
-            for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
+            let all = steps.iter().flat_map(|s| s.tokens.iter());
+            for (row, &t) in x.chunks_exact_mut(h).zip(all) {
                 let t = t as usize;
                 for (o, &b) in row.iter_mut().zip(&table[t * h..(t + 1) * h]) {
                     *o = bf16::to_f32(b);
@@ -174,26 +224,30 @@ impl GptOss {
         let half = cfg.head_dim / 2;
         let mut cos = vec![0f32; n * half];
         let mut sin = vec![0f32; n * half];
-        for t in 0..n {
-            self.rope.cos_sin(
-                p0 + t,
-                &mut cos[t * half..(t + 1) * half],
-                &mut sin[t * half..(t + 1) * half],
-            );
+        for (i, s) in steps.iter().enumerate() {
+            for j in 0..s.tokens.len() {
+                let t = starts[i] + j;
+                self.rope.cos_sin(
+                    s.cache.len + j,
+                    &mut cos[t * half..(t + 1) * half],
+                    &mut sin[t * half..(t + 1) * half],
+                );
+            }
         }
 
+        let p = self.precision;
+        let invariant = self.batch_invariant;
         let mut normed = vec![0f32; n * h];
         for (l, layer) in self.w.layers.iter().enumerate() {
             // Attention block.
             self.timed(Op::Norm, || {
                 norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed)
             });
-            let p = self.precision;
             let (mut q, mut k, v) = self.timed(Op::QkvProjection, || {
                 (
-                    project(&layer.q, &normed, n, p),
-                    project(&layer.k, &normed, n, p),
-                    project(&layer.v, &normed, n, p),
+                    project(&layer.q, &normed, n, p, invariant),
+                    project(&layer.k, &normed, n, p, invariant),
+                    project(&layer.v, &normed, n, p, invariant),
                 )
             });
             self.timed(Op::Rope, || {
@@ -208,32 +262,39 @@ impl GptOss {
                         .apply(&mut k[t * cfg.kv_dim()..(t + 1) * cfg.kv_dim()], c, s);
                 }
             });
-            let kv = &mut cache.layers[l];
             let attn = self.timed(Op::Attention, || {
-                kv.append(&k, &v);
-                let mut attn = vec![0f32; n * cfg.q_dim()];
-                attention(
-                    AttentionShape {
-                        heads: cfg.num_attention_heads,
-                        kv_heads: cfg.num_key_value_heads,
-                        head_dim: cfg.head_dim,
-                        scale: 1.0 / (cfg.head_dim as f32).sqrt(),
-                    },
-                    &q,
-                    p0,
-                    &KvView {
-                        k: &kv.k,
-                        v: &kv.v,
-                        first_pos: kv.first_pos,
-                    },
-                    kv.window,
-                    &self.sinks[l],
-                    &mut attn,
-                );
-                kv.trim(cfg.kv_dim());
+                let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
+                let mut attn = vec![0f32; n * qd];
+                for (i, s) in steps.iter_mut().enumerate() {
+                    let (a, b) = (starts[i], starts[i + 1]);
+                    let p0 = s.cache.len;
+                    let kv = &mut s.cache.layers[l];
+                    kv.append(&k[a * kvd..b * kvd], &v[a * kvd..b * kvd]);
+                    attention(
+                        AttentionShape {
+                            heads: cfg.num_attention_heads,
+                            kv_heads: cfg.num_key_value_heads,
+                            head_dim: cfg.head_dim,
+                            scale: 1.0 / (cfg.head_dim as f32).sqrt(),
+                        },
+                        &q[a * qd..b * qd],
+                        p0,
+                        &KvView {
+                            k: &kv.k,
+                            v: &kv.v,
+                            first_pos: kv.first_pos,
+                        },
+                        kv.window,
+                        &self.sinks[l],
+                        &mut attn[a * qd..b * qd],
+                    );
+                    kv.trim(kvd);
+                }
                 attn
             });
-            let o = self.timed(Op::OutProjection, || project(&layer.o, &attn, n, p));
+            let o = self.timed(Op::OutProjection, || {
+                project(&layer.o, &attn, n, p, invariant)
+            });
             add_into(&mut x, &o);
 
             // Mixture-of-experts block.
@@ -242,35 +303,67 @@ impl GptOss {
             });
             // The router stays exact: its top-k choice should not flip on activation rounding.
             let router_logits = self.timed(Op::Router, || {
-                project(&layer.router, &normed, n, Precision::Exact)
+                project(&layer.router, &normed, n, Precision::Exact, invariant)
             });
             let moe_out = self.experts(l, &normed, &router_logits, n);
             add_into(&mut x, &moe_out);
         }
-        cache.len += n;
+        for s in steps.iter_mut() {
+            s.cache.len += s.tokens.len();
+        }
 
-        let rows: &[f32] = match want {
-            Logits::Last => &x[(n - 1) * h..],
-            Logits::All => &x,
-        };
-        let m = rows.len() / h;
+        // The rows that need logits, step by step.
+        let mut wanted: Vec<usize> = Vec::new();
+        let mut counts = Vec::with_capacity(steps.len());
+        for (i, s) in steps.iter().enumerate() {
+            let rows = match s.logits {
+                Logits::Last => starts[i + 1] - 1..starts[i + 1],
+                Logits::All => starts[i]..starts[i + 1],
+                Logits::None => starts[i]..starts[i],
+            };
+            counts.push(rows.len());
+            wanted.extend(rows);
+        }
+        let m = wanted.len();
+        if m == 0 {
+            return Ok(counts.iter().map(|_| Vec::new()).collect());
+        }
+        let mut rows = vec![0f32; m * h];
+        for (dst, &t) in rows.chunks_exact_mut(h).zip(&wanted) {
+            dst.copy_from_slice(&x[t * h..(t + 1) * h]);
+        }
         let mut normed = vec![0f32; m * h];
         self.timed(Op::Norm, || {
-            norm::rms_norm(rows, self.w.final_norm.as_u16(), eps, &mut normed)
+            norm::rms_norm(&rows, self.w.final_norm.as_u16(), eps, &mut normed)
         });
         let vocab = cfg.vocab_size;
         let unembed = Matrix::bf16(self.w.unembedding.weight.as_u16(), vocab, h);
-        let logits = self.timed(Op::Unembed, || {
+        let mut logits = self.timed(Op::Unembed, || {
             let mut logits = vec![0f32; m * vocab];
             for (xs, ys) in normed
                 .chunks(UNEMBED_CHUNK * h)
                 .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
             {
-                linear(&unembed, None, xs, xs.len() / h, ys, self.precision);
+                product(
+                    &unembed,
+                    None,
+                    xs,
+                    xs.len() / h,
+                    ys,
+                    self.precision,
+                    invariant,
+                );
             }
             logits
         });
-        Ok(logits)
+        // Split per step (from the back, so each split is one truncation).
+        let mut out = Vec::with_capacity(steps.len());
+        for &c in counts.iter().rev() {
+            let rest = logits.len() - c * vocab;
+            out.push(logits.split_off(rest));
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Routes each token to its top-k experts and sums their weighted outputs. Tokens are
@@ -303,7 +396,7 @@ impl GptOss {
             )
         };
         let mut out = vec![0f32; n * h];
-        if n == 1 {
+        if n == 1 && !self.batch_invariant {
             // Decoding: the routed experts' products share one parallel region each.
             let routed = &routes[0];
             let gu = self.timed(Op::ExpertGateUp, || {
@@ -357,11 +450,16 @@ impl GptOss {
             });
             return out;
         }
+        // Each token's expert outputs, by routing slot, summed per token in routing order
+        // afterwards (the order a lone decode token uses, whatever the batch).
+        let k = cfg.num_experts_per_tok;
+        let mut slots = vec![0f32; n * k * h];
         for e in 0..e_count {
-            let users: Vec<(usize, f32)> = routes
+            // (token, slot) pairs routed to expert e.
+            let users: Vec<(usize, usize)> = routes
                 .iter()
                 .enumerate()
-                .filter_map(|(t, r)| r.iter().find(|(ee, _)| *ee == e).map(|&(_, w)| (t, w)))
+                .filter_map(|(t, r)| r.iter().position(|(ee, _)| *ee == e).map(|j| (t, j)))
                 .collect();
             if users.is_empty() {
                 continue;
@@ -374,10 +472,19 @@ impl GptOss {
                 }
                 xs
             });
+            let invariant = self.batch_invariant;
             let gu = self.timed(Op::ExpertGateUp, || {
                 let (gate_up, gu_bias) = gate_up_of(e);
                 let mut gu = vec![0f32; m * 2 * inter];
-                linear(&gate_up, Some(gu_bias), &xs, m, &mut gu, self.precision);
+                product(
+                    &gate_up,
+                    Some(gu_bias),
+                    &xs,
+                    m,
+                    &mut gu,
+                    self.precision,
+                    invariant,
+                );
                 gu
             });
             let act = self.timed(Op::Swiglu, || {
@@ -390,36 +497,65 @@ impl GptOss {
             let y = self.timed(Op::ExpertDown, || {
                 let (down, down_bias) = down_of(e);
                 let mut y = vec![0f32; m * h];
-                linear(&down, Some(down_bias), &act, m, &mut y, self.precision);
+                product(
+                    &down,
+                    Some(down_bias),
+                    &act,
+                    m,
+                    &mut y,
+                    self.precision,
+                    invariant,
+                );
                 y
             });
-            self.timed(Op::ExpertCombine, || {
-                for (i, &(t, w)) in users.iter().enumerate() {
-                    for (o, &v) in out[t * h..(t + 1) * h]
-                        .iter_mut()
-                        .zip(&y[i * h..(i + 1) * h])
-                    {
+            for (i, &(t, j)) in users.iter().enumerate() {
+                slots[(t * k + j) * h..(t * k + j + 1) * h].copy_from_slice(&y[i * h..(i + 1) * h]);
+            }
+        }
+        self.timed(Op::ExpertCombine, || {
+            for (t, routed) in routes.iter().enumerate() {
+                for (j, &(_, w)) in routed.iter().enumerate() {
+                    let y = &slots[(t * k + j) * h..(t * k + j + 1) * h];
+                    for (o, &v) in out[t * h..(t + 1) * h].iter_mut().zip(y) {
                         *o += w * v;
                     }
                 }
-            });
-        }
+            }
+        });
         out
     }
 }
 
-fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision) -> Vec<f32> {
+fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision, invariant: bool) -> Vec<f32> {
     let m = Matrix::bf16(lin.weight.as_u16(), lin.rows, lin.cols);
     let mut y = vec![0f32; n * lin.rows];
-    linear(
+    product(
         &m,
         lin.bias.as_ref().map(|b| b.as_u16()),
         x,
         n,
         &mut y,
         precision,
+        invariant,
     );
     y
+}
+
+/// [`linear`], or with `invariant` [`linear_batched`] (the same arithmetic whatever `n`).
+fn product(
+    m: &Matrix,
+    bias: Option<&[u16]>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    precision: Precision,
+    invariant: bool,
+) {
+    if invariant {
+        linear_batched(m, bias, x, n, y, precision);
+    } else {
+        linear(m, bias, x, n, y, precision);
+    }
 }
 
 /// Expert `e`'s `[rows, cols]` matrix as a view into the stacked tensor.

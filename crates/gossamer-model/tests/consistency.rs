@@ -162,3 +162,69 @@ fn bad_tokens_and_empty_input_are_errors() {
     // A failed call leaves the cache untouched.
     assert_eq!(cache.len(), 0);
 }
+
+/// A batch-invariant model gives each sequence of a batched step the logits it gets alone,
+/// bit for bit, whatever else is in the step (prompt chunks, other decode tokens), in both
+/// precisions and both expert formats; and a plain batched step stays close to them.
+#[test]
+fn batched_steps_equal_sequences_alone_bit_for_bit() {
+    use gossamer_model::{Precision, Step};
+    for experts in [ExpertFormat::Mxfp4, ExpertFormat::Bf16] {
+        let mut opts = SynthOptions::new(Preset::SmallVocab, 5);
+        opts.layers = Some(2);
+        opts.experts = experts;
+        let (_d, ck) = build(&opts);
+        for precision in [Precision::Exact, Precision::Fast] {
+            let mut model = GptOss::new(&ck);
+            model.set_precision(precision);
+            model.set_batch_invariant(true);
+            let vocab = ck.config.vocab_size;
+            let prompts: Vec<Vec<u32>> = (0..4)
+                .map(|i| tokens(5 + 9 * i, vocab, i as u64 + 1))
+                .collect();
+            // Alone: the prompt, then one decode token.
+            let mut alone = Vec::new();
+            for p in &prompts {
+                let mut cache = model.new_cache();
+                let a = model.forward(p, &mut cache, Logits::All).unwrap();
+                let b = model.forward(&[7], &mut cache, Logits::Last).unwrap();
+                alone.push((a, b));
+            }
+            // Together: all prompts in one step, then all decode tokens in the next.
+            let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+            let mut steps: Vec<Step> = prompts
+                .iter()
+                .zip(caches.iter_mut())
+                .map(|(p, c)| Step {
+                    tokens: p,
+                    cache: c,
+                    logits: Logits::All,
+                })
+                .collect();
+            let first = model.forward_batch(&mut steps).unwrap();
+            let seven = [7u32];
+            let mut steps: Vec<Step> = caches
+                .iter_mut()
+                .map(|c| Step {
+                    tokens: &seven,
+                    cache: c,
+                    logits: Logits::Last,
+                })
+                .collect();
+            let second = model.forward_batch(&mut steps).unwrap();
+            for (i, (a, b)) in alone.iter().enumerate() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&first[i]),
+                    bits(a),
+                    "{experts:?} {precision:?} prompt {i}"
+                );
+                assert_eq!(
+                    bits(&second[i]),
+                    bits(b),
+                    "{experts:?} {precision:?} decode {i}"
+                );
+            }
+        }
+    }
+}
