@@ -139,11 +139,7 @@ pub fn linear(
     y: &mut [f32],
     precision: Precision,
 ) {
-    assert_eq!(x.len(), n * m.cols, "linear: input size");
-    assert_eq!(y.len(), n * m.rows, "linear: output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), m.rows, "linear: bias size");
-    }
+    check_sizes(m, bias, x, n, y);
     if n > 1 && gemm::applies(m) {
         gemm::gemm(m, x, n, y, precision);
         add_bias(y, m.rows, bias);
@@ -168,11 +164,7 @@ pub fn linear_batched(
     y: &mut [f32],
     precision: Precision,
 ) {
-    assert_eq!(x.len(), n * m.cols, "linear: input size");
-    assert_eq!(y.len(), n * m.rows, "linear: output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), m.rows, "linear: bias size");
-    }
+    check_sizes(m, bias, x, n, y);
     if gemm::applies(m) {
         gemm::gemm(m, x, n, y, precision);
         add_bias(y, m.rows, bias);
@@ -359,6 +351,14 @@ pub fn linear_one_token_many(products: &[OneToken], ys: &mut [Vec<f32>], precisi
         let p = &products[i];
         one_token_rows(&p.m, p.bias, p.x, &prepared[i], r0, out);
     });
+}
+
+fn check_sizes(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &[f32]) {
+    assert_eq!(x.len(), n * m.cols, "linear: input size");
+    assert_eq!(y.len(), n * m.rows, "linear: output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), m.rows, "linear: bias size");
+    }
 }
 
 fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {
