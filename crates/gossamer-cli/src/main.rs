@@ -507,7 +507,7 @@ fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
     let profile = a.profile.then(|| model.enable_profile());
     // The ceiling is measured on both sides of the tests, the best kept: the host's speed
     // drifts, and a ratio is only fair when both figures come from the same minutes.
-    let ceiling_pass = || gossamer_engine::bench::read_bandwidth(1 << 30, 5);
+    let ceiling_pass = || gossamer_kernels::threads::read_bandwidth(1 << 30, 5);
     let ceiling_before = a.ceiling.then(ceiling_pass);
     let r = gossamer_engine::bench::run(&model, &params, profile.as_deref(), |test, i, tps| {
         if !quiet {
@@ -641,13 +641,8 @@ fn bench_concurrency(a: &BenchArgs, mut model: GptOss, precision: Precision) -> 
             rates.push(r.decode_tok_s);
             first.push(r.first_token_s);
         }
-        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-        let sd = if rates.len() > 1 {
-            (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rates.len() - 1) as f64)
-                .sqrt()
-        } else {
-            0.0
-        };
+        let gossamer_engine::bench::Rate { mean, stddev: sd } =
+            gossamer_engine::bench::rate(&rates);
         let ttft = first.iter().sum::<f64>() / first.len() as f64;
         rows.push((c, mean, sd, ttft));
     }

@@ -49,7 +49,8 @@ fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-fn rate(samples: &[f64]) -> Rate {
+/// Mean and sample standard deviation of `samples`.
+pub fn rate(samples: &[f64]) -> Rate {
     let n = samples.len() as f64;
     let mean = samples.iter().sum::<f64>() / n;
     let var = if samples.len() > 1 {
@@ -223,47 +224,9 @@ pub fn run_concurrent(
     })
 }
 
-/// The machine's read bandwidth in GB/s with the compute pool's threads: the best of
-/// `passes` reads of a `bytes`-sized buffer (far larger than any cache), split evenly between
-/// the threads, each summing its share. It is the decode ceiling [`run`]'s figures are
-/// compared with: decoding reads every active weight once per token and does little else.
-pub fn read_bandwidth(bytes: usize, passes: usize) -> f64 {
-    use rayon::prelude::*;
-    let words: Vec<u64> = (0..(bytes / 8) as u64)
-        .map(|i| i.wrapping_mul(0x9E37_79B9))
-        .collect();
-    let share = words.len().div_ceil(rayon::current_num_threads().max(1));
-    let mut best = f64::MAX;
-    for _ in 0..passes.max(1) {
-        let t = Instant::now();
-        let sum = words
-            .par_chunks(share)
-            .map(|c| {
-                // Eight independent lanes, so the sum vectorises and never waits on itself.
-                let mut lanes = [0u64; 8];
-                for w in c.chunks_exact(8) {
-                    for (lane, &v) in lanes.iter_mut().zip(w) {
-                        *lane = lane.wrapping_add(v);
-                    }
-                }
-                lanes.iter().fold(0u64, |a, &b| a.wrapping_add(b))
-            })
-            .reduce(|| 0, u64::wrapping_add);
-        best = best.min(t.elapsed().as_secs_f64());
-        std::hint::black_box(sum);
-    }
-    (words.len() * 8) as f64 / best / 1e9
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn read_bandwidth_is_a_positive_rate() {
-        let gb_s = read_bandwidth(1 << 20, 2);
-        assert!(gb_s.is_finite() && gb_s > 0.0, "{gb_s}");
-    }
 
     #[test]
     fn rate_is_mean_and_sample_stddev() {

@@ -354,21 +354,18 @@ fn step(model: &GptOss, config: &EngineConfig, running: &mut Vec<Running>) {
     // Decoding sequences first (one token each), then prompt chunks in admission order.
     let decoding = running.iter().filter(|r| r.next.is_some()).count();
     let mut budget = config.max_batch_tokens.saturating_sub(decoding);
-    // (index into running, token range of its prompt or None for its decode token)
+    // (index into running, the prompt range it prefills, or None for its decode token), in
+    // index order; `running` is in admission order, so older prompts get the budget first.
     let mut plan: Vec<(usize, Option<std::ops::Range<usize>>)> = Vec::new();
     for (i, r) in running.iter().enumerate() {
         if r.next.is_some() {
             plan.push((i, None));
-        }
-    }
-    for (i, r) in running.iter().enumerate() {
-        if r.next.is_none() && budget > 0 {
+        } else if budget > 0 {
             let take = (r.p.req.prompt.len() - r.prefilled).min(budget);
             budget -= take;
             plan.push((i, Some(r.prefilled..r.prefilled + take)));
         }
     }
-    plan.sort_by_key(|&(i, _)| i);
 
     let batch_tokens: usize = plan
         .iter()

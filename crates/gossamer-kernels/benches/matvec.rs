@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use gossamer_kernels::gemm::Precision;
 use gossamer_kernels::linear::{linear, Matrix};
-use rayon::prelude::*;
 
 fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
     move || {
@@ -58,30 +57,10 @@ fn main() {
     println!("| format | matrix | precision | GB/s |");
     println!("|---|---|---|---|");
     // The ceiling: a read-only stream over 512 MiB with every thread, no arithmetic to speak of.
-    let words: Vec<u64> = (0..64 << 20).map(|i: u64| i.wrapping_mul(0x9E37)).collect();
-    let mut best = f64::MAX;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let sum = words
-            .par_chunks(1 << 16)
-            .map(|c| {
-                let mut lanes = [0u64; 8];
-                for w in c.chunks_exact(8) {
-                    for l in 0..8 {
-                        lanes[l] = lanes[l].wrapping_add(w[l]);
-                    }
-                }
-                lanes.iter().fold(0u64, |a, &b| a.wrapping_add(b))
-            })
-            .reduce(|| 0, |a, b| a.wrapping_add(b));
-        best = best.min(t.elapsed().as_secs_f64());
-        std::hint::black_box(sum);
-    }
     println!(
         "| read-only stream | 512 MiB | - | {:.1} |",
-        (words.len() * 8) as f64 / best / 1e9
+        gossamer_kernels::threads::read_bandwidth(512 << 20, 5)
     );
-    drop(words);
 
     let band = 2880; // rows per product, like one expert's down projection
     let g = cols / 32;

@@ -139,33 +139,31 @@ pub fn linear(
     y: &mut [f32],
     precision: Precision,
 ) {
-    check_sizes(m, bias, x, n, y);
-    if n > 1 && gemm::applies(m) {
-        gemm::gemm(m, x, n, y, precision);
-        add_bias(y, m.rows, bias);
-        return;
-    }
-    if n == 1 {
-        one_token(m, bias, x, y, precision);
-        return;
-    }
-    banded(m, bias, x, n, y);
+    linear_with(m, bias, x, n, y, precision, false);
 }
 
-/// [`linear`] with one arithmetic for every `n`: through the blocked [`gemm`] even for one
-/// token, where a token's result depends only on its own activations, never on how many
-/// other tokens share the product or where it sits among them. Slower than [`linear`] for a
-/// lone token; what a server uses so that a request's tokens do not depend on the batch.
-pub fn linear_batched(
+/// [`linear`], optionally batch-invariant: with `batch_invariant` a lone token also goes
+/// through the blocked [`gemm`], whose result for a token depends only on its own
+/// activations, never on how many other tokens share the product or where it sits among
+/// them. Slower for a lone token; what a server uses so that a request's tokens do not
+/// depend on the batch.
+pub fn linear_with(
     m: &Matrix,
     bias: Option<&[u16]>,
     x: &[f32],
     n: usize,
     y: &mut [f32],
     precision: Precision,
+    batch_invariant: bool,
 ) {
-    check_sizes(m, bias, x, n, y);
-    if gemm::applies(m) {
+    assert_eq!(x.len(), n * m.cols, "linear: input size");
+    assert_eq!(y.len(), n * m.rows, "linear: output size");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), m.rows, "linear: bias size");
+    }
+    if n == 1 && !batch_invariant {
+        one_token(m, bias, x, y, precision);
+    } else if n > 0 && gemm::applies(m) {
         gemm::gemm(m, x, n, y, precision);
         add_bias(y, m.rows, bias);
     } else {
@@ -351,14 +349,6 @@ pub fn linear_one_token_many(products: &[OneToken], ys: &mut [Vec<f32>], precisi
         let p = &products[i];
         one_token_rows(&p.m, p.bias, p.x, &prepared[i], r0, out);
     });
-}
-
-fn check_sizes(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &[f32]) {
-    assert_eq!(x.len(), n * m.cols, "linear: input size");
-    assert_eq!(y.len(), n * m.rows, "linear: output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), m.rows, "linear: bias size");
-    }
 }
 
 fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {

@@ -3,7 +3,7 @@
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
 pub use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{linear, linear_batched, linear_one_token_many, Matrix, OneToken};
+use gossamer_kernels::linear::{linear_one_token_many, linear_with, Matrix, OneToken};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
@@ -344,7 +344,7 @@ impl GptOss {
                 .chunks(UNEMBED_CHUNK * h)
                 .zip(logits.chunks_mut(UNEMBED_CHUNK * vocab))
             {
-                product(
+                linear_with(
                     &unembed,
                     None,
                     xs,
@@ -476,7 +476,7 @@ impl GptOss {
             let gu = self.timed(Op::ExpertGateUp, || {
                 let (gate_up, gu_bias) = gate_up_of(e);
                 let mut gu = vec![0f32; m * 2 * inter];
-                product(
+                linear_with(
                     &gate_up,
                     Some(gu_bias),
                     &xs,
@@ -497,7 +497,7 @@ impl GptOss {
             let y = self.timed(Op::ExpertDown, || {
                 let (down, down_bias) = down_of(e);
                 let mut y = vec![0f32; m * h];
-                product(
+                linear_with(
                     &down,
                     Some(down_bias),
                     &act,
@@ -529,7 +529,7 @@ impl GptOss {
 fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision, invariant: bool) -> Vec<f32> {
     let m = Matrix::bf16(lin.weight.as_u16(), lin.rows, lin.cols);
     let mut y = vec![0f32; n * lin.rows];
-    product(
+    linear_with(
         &m,
         lin.bias.as_ref().map(|b| b.as_u16()),
         x,
@@ -539,23 +539,6 @@ fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision, invariant: b
         invariant,
     );
     y
-}
-
-/// [`linear`], or with `invariant` [`linear_batched`] (the same arithmetic whatever `n`).
-fn product(
-    m: &Matrix,
-    bias: Option<&[u16]>,
-    x: &[f32],
-    n: usize,
-    y: &mut [f32],
-    precision: Precision,
-    invariant: bool,
-) {
-    if invariant {
-        linear_batched(m, bias, x, n, y, precision);
-    } else {
-        linear(m, bias, x, n, y, precision);
-    }
 }
 
 /// Expert `e`'s `[rows, cols]` matrix as a view into the stacked tensor.

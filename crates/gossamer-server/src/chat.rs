@@ -76,16 +76,14 @@ fn text_of(content: &Value, param: &str) -> Result<String, ApiError> {
 fn effort_of(v: Option<&Value>) -> Result<ReasoningEffort, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(ReasoningEffort::Medium),
-        Some(Value::String(s)) => match s.as_str() {
-            // `minimal` is OpenAI's lowest for other models; gpt-oss's lowest is low.
-            "minimal" | "low" => Ok(ReasoningEffort::Low),
-            "medium" => Ok(ReasoningEffort::Medium),
-            "high" => Ok(ReasoningEffort::High),
-            other => Err(ApiError::invalid(
+        // `minimal` is OpenAI's lowest for other models; gpt-oss's lowest is low.
+        Some(Value::String(s)) if s == "minimal" => Ok(ReasoningEffort::Low),
+        Some(Value::String(s)) => s.parse().map_err(|_| {
+            ApiError::invalid(
                 "reasoning_effort",
-                format!("`reasoning_effort` must be low, medium or high, not `{other}`"),
-            )),
-        },
+                format!("`reasoning_effort` must be low, medium or high, not `{s}`"),
+            )
+        }),
         Some(_) => Err(ApiError::invalid(
             "reasoning_effort",
             "`reasoning_effort` must be a string",
