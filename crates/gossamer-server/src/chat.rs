@@ -40,7 +40,7 @@ pub struct ChatPrompt {
 }
 
 /// Text of a `content` field: a string, or an array of `{"type": "text", "text"}` parts.
-fn text_of(content: &Value, param: &str) -> Result<String, ApiError> {
+pub(crate) fn text_of(content: &Value, param: &str) -> Result<String, ApiError> {
     match content {
         Value::Null => Ok(String::new()),
         Value::String(s) => Ok(s.clone()),
@@ -73,7 +73,7 @@ fn text_of(content: &Value, param: &str) -> Result<String, ApiError> {
     }
 }
 
-fn effort_of(v: Option<&Value>) -> Result<ReasoningEffort, ApiError> {
+pub(crate) fn effort_of(v: Option<&Value>) -> Result<ReasoningEffort, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(ReasoningEffort::Medium),
         // `minimal` is OpenAI's lowest for other models; gpt-oss's lowest is low.
@@ -113,49 +113,56 @@ fn tools_of(v: Option<&Value>) -> Result<Vec<ToolDescription>, ApiError> {
                 "a function tool needs a `function` object",
             )
         })?;
-        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        let tool = function_tool(f, &format!("{p}.function"))?;
+        if out.iter().any(|d| d.name == tool.name) {
             return Err(ApiError::invalid(
                 format!("{p}.function.name"),
-                format!("invalid function name `{name}`: use letters, digits, `_` and `-`"),
+                format!("two tools are named `{}`", tool.name),
             ));
         }
-        if out.iter().any(|d| d.name == name) {
-            return Err(ApiError::invalid(
-                format!("{p}.function.name"),
-                format!("two tools are named `{name}`"),
-            ));
-        }
-        let description = match f.get("description") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    format!("{p}.function.description"),
-                    "`description` must be a string",
-                ))
-            }
-        };
-        let parameters = match f.get("parameters") {
-            None | Some(Value::Null) => None,
-            Some(schema @ Value::Object(_)) => Some(schema.clone()),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    format!("{p}.function.parameters"),
-                    "`parameters` must be a JSON Schema object",
-                ))
-            }
-        };
-        out.push(ToolDescription::new(name, description, parameters));
+        out.push(tool);
     }
     Ok(out)
 }
 
-fn tool_choice_of(v: Option<&Value>, tools: &[ToolDescription]) -> Result<ToolChoice, ApiError> {
+/// A function tool's `name`, `description` and `parameters` (the object at `p`: Chat
+/// Completions' `tools[i].function`, or a Responses tool itself), checked.
+pub(crate) fn function_tool(f: &Value, p: &str) -> Result<ToolDescription, ApiError> {
+    let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ApiError::invalid(
+            format!("{p}.name"),
+            format!("invalid function name `{name}`: use letters, digits, `_` and `-`"),
+        ));
+    }
+    let description = match f.get("description") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                format!("{p}.description"),
+                "`description` must be a string",
+            ))
+        }
+    };
+    let parameters = match f.get("parameters") {
+        None | Some(Value::Null) => None,
+        Some(schema @ Value::Object(_)) => Some(schema.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                format!("{p}.parameters"),
+                "`parameters` must be a JSON Schema object",
+            ))
+        }
+    };
+    Ok(ToolDescription::new(name, description, parameters))
+}
+
+pub(crate) fn tool_choice_of(v: Option<&Value>, tools: &[ToolDescription]) -> Result<ToolChoice, ApiError> {
     let choice = match v {
         None | Some(Value::Null) => ToolChoice::Auto,
         Some(Value::String(s)) => match s.as_str() {

@@ -4,5 +4,6 @@
 
 pub mod chat;
 pub mod error;
+pub mod turn;
 
 pub use error::ApiError;
