@@ -3,6 +3,7 @@
 
 mod chat;
 mod harmony_cmd;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Prefill and decode tokens/s, like llama-bench (pp / tg), with bandwidth achieved.
     Bench(BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (Chat Completions, Responses).
+    Serve(serve::ServeArgs),
     /// Write a seeded random checkpoint in the official layout (for tests and benchmarks).
     RandomCheckpoint(RandomCheckpointArgs),
 }
@@ -254,6 +257,7 @@ fn main() -> ExitCode {
         Command::Harmony(c) => harmony_cmd::run(c),
         Command::Generate(a) => generate(a, precision.unwrap_or(Precision::Fast)),
         Command::RandomCheckpoint(a) => random_checkpoint(a),
+        Command::Serve(a) => serve::run(a, precision.unwrap_or(Precision::Fast)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -289,6 +289,7 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
     let mut running: Vec<Running> = Vec::new();
     loop {
         // Whoever left since the last step gives back their slot before admission.
+        let before = running.len();
         running.retain(|r| {
             if r.gone() {
                 r.finish(FinishReason::Cancelled);
@@ -298,6 +299,9 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
                 true
             }
         });
+        if running.len() != before {
+            shared.stats.active.store(running.len(), Ordering::Relaxed);
+        }
         // Admit in arrival order while there are free slots; sleep when there is nothing.
         {
             let mut q = shared.queue.lock().expect("queue lock");
@@ -346,6 +350,9 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
 
         step(model, config, &mut running);
         shared.stats.steps.fetch_add(1, Ordering::Relaxed);
+        // Finished sequences left in the step: say so before the engine may go to sleep.
+        shared.stats.active.store(running.len(), Ordering::Relaxed);
+        metrics::gauge!("gossamer_active_sequences").set(running.len() as f64);
     }
 }
 
@@ -438,6 +445,7 @@ fn step(model: &GptOss, config: &EngineConfig, running: &mut Vec<Running>) {
         }
         r.last_token_at = Some(now);
         if r.p.tx.send(Event::Token { id, logprob }).is_err() {
+            metrics::counter!("gossamer_requests_cancelled_total").increment(1);
             finished.push(*i); // the receiver is gone
             continue;
         }

@@ -18,6 +18,8 @@ use gossamer_harmony::{
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::params;
+use gossamer_engine::SamplingParams;
 
 /// `tool_choice`: which tools the model is shown.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,108 @@ pub struct ChatPrompt {
     pub tool_choice: ToolChoice,
     /// The function tools as declared (names to validate tool calls against).
     pub tools: Vec<ToolDescription>,
+}
+
+/// The generation settings of a Chat Completions request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatOptions {
+    pub model: String,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk with the usage.
+    pub include_usage: bool,
+    /// `include_reasoning: false` leaves the reasoning out of the answer (vLLM's switch).
+    pub include_reasoning: bool,
+    pub max_tokens: Option<usize>,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    /// `logprobs: true` → `Some(top_logprobs)`.
+    pub logprobs: Option<usize>,
+}
+
+/// Reads and checks every generation field; unsupported ones are refused unless neutral.
+pub fn chat_options(body: &Value) -> Result<ChatOptions, ApiError> {
+    let model = params::opt_str(body, "model")?
+        .ok_or_else(|| ApiError::invalid("model", "`model` is required"))?
+        .to_string();
+    let stream = params::opt_bool(body, "stream")?.unwrap_or(false);
+    let stream_options = body.get("stream_options").filter(|v| !v.is_null());
+    let include_usage = match stream_options {
+        None => false,
+        Some(o) if o.is_object() => params::opt_bool(o, "include_usage")
+            .map_err(|e| ApiError::invalid("stream_options.include_usage", e.message))?
+            .unwrap_or(false),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stream_options",
+                "`stream_options` must be an object",
+            ))
+        }
+    };
+    let include_reasoning = params::opt_bool(body, "include_reasoning")?.unwrap_or(true);
+    let max_completion = params::opt_int(body, "max_completion_tokens", 1, u32::MAX as u64)?;
+    let max_tokens = params::opt_int(body, "max_tokens", 1, u32::MAX as u64)?;
+    let temperature = params::opt_number(body, "temperature", 0.0, false, 2.0)?.unwrap_or(1.0);
+    let top_p = params::opt_number(body, "top_p", 0.0, true, 1.0)?.unwrap_or(1.0);
+    let seed = match body.get("seed").filter(|v| !v.is_null()) {
+        None => params::fresh_seed(),
+        // OpenAI takes any 64-bit integer; negative seeds keep their bits.
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_i64().map(|x| x as u64))
+            .ok_or_else(|| ApiError::invalid("seed", "`seed` must be an integer"))?,
+    };
+    let stop = params::stop_strings(body)?;
+    let logprobs = params::opt_bool(body, "logprobs")?.unwrap_or(false);
+    let top_logprobs = params::opt_int(body, "top_logprobs", 0, 20)?;
+    if top_logprobs.is_some() && !logprobs {
+        return Err(ApiError::invalid(
+            "top_logprobs",
+            "`top_logprobs` needs `logprobs: true`",
+        ));
+    }
+    params::unsupported_unless(
+        body,
+        "n",
+        |v| v.as_u64() == Some(1),
+        "one choice per request",
+    )?;
+    let zero = |v: &Value| v.as_f64() == Some(0.0);
+    params::unsupported_unless(body, "presence_penalty", zero, "no penalties yet")?;
+    params::unsupported_unless(body, "frequency_penalty", zero, "no penalties yet")?;
+    params::unsupported_unless(
+        body,
+        "logit_bias",
+        |v| v.as_object().is_some_and(|o| o.is_empty()),
+        "no logit bias yet",
+    )?;
+    params::unsupported_unless(
+        body,
+        "response_format",
+        |v| v.get("type").and_then(Value::as_str) == Some("text"),
+        "structured output (json_object, json_schema) is not implemented yet",
+    )?;
+    params::unsupported_unless(
+        body,
+        "modalities",
+        |v| v.as_array().is_some_and(|m| m.iter().all(|x| x == "text")),
+        "text only",
+    )?;
+    params::unsupported_unless(body, "audio", |_| false, "text only")?;
+    Ok(ChatOptions {
+        model,
+        stream,
+        include_usage,
+        include_reasoning,
+        max_tokens: max_completion.or(max_tokens).map(|x| x as usize),
+        sampling: SamplingParams {
+            temperature,
+            top_p,
+            top_k: 0,
+            seed,
+        },
+        stop,
+        logprobs: logprobs.then(|| top_logprobs.unwrap_or(0) as usize),
+    })
 }
 
 /// Text of a `content` field: a string, or an array of `{"type": "text", "text"}` parts.
@@ -162,7 +266,10 @@ pub(crate) fn function_tool(f: &Value, p: &str) -> Result<ToolDescription, ApiEr
     Ok(ToolDescription::new(name, description, parameters))
 }
 
-pub(crate) fn tool_choice_of(v: Option<&Value>, tools: &[ToolDescription]) -> Result<ToolChoice, ApiError> {
+pub(crate) fn tool_choice_of(
+    v: Option<&Value>,
+    tools: &[ToolDescription],
+) -> Result<ToolChoice, ApiError> {
     let choice = match v {
         None | Some(Value::Null) => ToolChoice::Auto,
         Some(Value::String(s)) => match s.as_str() {
@@ -213,7 +320,12 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
             "`messages` must not be empty",
         ));
     }
-    let effort = effort_of(body.get("reasoning_effort"))?;
+    // Top level (OpenAI, vLLM) or llama.cpp's `chat_template_kwargs`.
+    let effort = effort_of(
+        body.get("reasoning_effort")
+            .filter(|v| !v.is_null())
+            .or_else(|| body.pointer("/chat_template_kwargs/reasoning_effort")),
+    )?;
     let tools = tools_of(body.get("tools"))?;
     let tool_choice = tool_choice_of(body.get("tool_choice"), &tools)?;
 

@@ -133,6 +133,9 @@ pub struct Turn {
     logprobs: Vec<TokenInfo>,
     /// Events of the forced prefix, until taken.
     pending_prefix: Vec<TurnEvent>,
+    /// Log-probabilities of tokens whose text has not surfaced yet (the parser holds text
+    /// while it could still be a header).
+    pending_info: Vec<TokenInfo>,
 }
 
 impl Turn {
@@ -150,11 +153,12 @@ impl Turn {
             stopped: false,
             logprobs: Vec::new(),
             pending_prefix: Vec::new(),
+            pending_info: Vec::new(),
         };
         let mut out = Vec::new();
         for &t in prefix {
             let events = turn.parser.push(t);
-            turn.apply(events, None, &mut out);
+            turn.apply(events, &mut out);
         }
         debug_assert!(out.iter().all(|e| !matches!(e, TurnEvent::Delta { .. })));
         turn.pending_prefix = out;
@@ -178,11 +182,12 @@ impl Turn {
         if self.stopped {
             return out;
         }
-        let info = logprob
-            .filter(|_| self.want_logprobs)
-            .map(|lp| self.token_info(id, lp));
+        if let Some(lp) = logprob.filter(|_| self.want_logprobs) {
+            let info = self.token_info(id, lp);
+            self.pending_info.push(info);
+        }
         let events = self.parser.push(id);
-        self.apply(events, info, &mut out);
+        self.apply(events, &mut out);
         let part = match &self.open {
             Some(open) => self.parts.get_mut(open.index),
             None => self.parts.last_mut(),
@@ -203,7 +208,7 @@ impl Turn {
         let mut out = Vec::new();
         if !self.stopped {
             let events = self.parser.finish();
-            self.apply(events, None, &mut out);
+            self.apply(events, &mut out);
         }
         // Still open only when a stop string ended it mid-message: that part is complete.
         self.close(true, &mut out);
@@ -230,8 +235,17 @@ impl Turn {
         (out, outcome)
     }
 
-    fn apply(&mut self, events: Vec<Event>, mut info: Option<TokenInfo>, out: &mut Vec<TurnEvent>) {
+    /// Turns parser events into part events. Token log-probabilities go with the content
+    /// text they produced: a message start that is the last event of a batch consumed its
+    /// tokens as header (dropped); one followed by text (a header that turned out to be
+    /// content) hands them to that text.
+    fn apply(&mut self, events: Vec<Event>, out: &mut Vec<TurnEvent>) {
+        // Whether the last event (warnings aside) was a message start.
+        let mut header_ended = false;
         for e in events {
+            if !matches!(e, Event::Warning(_)) {
+                header_ended = matches!(e, Event::MessageStart { .. });
+            }
             match e {
                 Event::MessageStart {
                     role,
@@ -272,12 +286,11 @@ impl Turn {
                                 content_type: None,
                                 header_text: String::new(),
                             }],
-                            None,
                             out,
                         );
                     }
-                    let token_info = info.take();
-                    self.text(text, token_info, out);
+                    let info = std::mem::take(&mut self.pending_info);
+                    self.text(text, info, out);
                     if self.stopped {
                         return;
                     }
@@ -289,13 +302,16 @@ impl Turn {
                 Event::ToolCall(_) | Event::Warning(_) => {}
             }
         }
+        if header_ended {
+            self.pending_info.clear();
+        }
     }
 
-    fn text(&mut self, text: String, info: Option<TokenInfo>, out: &mut Vec<TurnEvent>) {
+    fn text(&mut self, text: String, info: Vec<TokenInfo>, out: &mut Vec<TurnEvent>) {
         let open = self.open.as_mut().expect("a part is open");
         let content = open.kind == PartKind::Content;
         if !content || self.stop.is_empty() {
-            let logprobs = if content { info.into_iter().collect() } else { Vec::new() };
+            let logprobs = if content { info } else { Vec::new() };
             self.logprobs.extend(logprobs.iter().cloned());
             self.parts[open.index].text.push_str(&text);
             out.push(TurnEvent::Delta {
@@ -385,7 +401,9 @@ impl Turn {
 /// Which part a message header makes.
 fn classify(role: Role, channel: Option<&str>, recipient: Option<&str>) -> PartKind {
     let call = role == Role::Assistant
-        && recipient.is_some_and(|r| !r.is_empty() && !matches!(r, "all" | "assistant" | "user" | "system" | "developer"));
+        && recipient.is_some_and(|r| {
+            !r.is_empty() && !matches!(r, "all" | "assistant" | "user" | "system" | "developer")
+        });
     if call {
         let r = recipient.unwrap_or_default();
         let name = r.strip_prefix("functions.").unwrap_or(r);
