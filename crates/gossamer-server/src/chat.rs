@@ -8,12 +8,11 @@
 //!   `<|constrain|>json` content, as the model writes it;
 //! - a `tool` message is authored by the function its `tool_call_id` names, to the assistant.
 //!
-//! And back: the parsed output's `analysis` is the reasoning, `final` and recipient-less
-//! `commentary` (preambles) the content, any message to a function a tool call.
+//! The way back (the model's output as an answer) is [`crate::turn`] and
+//! [`crate::chat_output`].
 
-use gossamer_harmony::parser::ParsedMessage;
 use gossamer_harmony::{
-    Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent, ToolDescription,
+    Conversation, DeveloperContent, Message, ReasoningEffort, SystemContent, ToolDescription,
 };
 use serde_json::Value;
 
@@ -487,52 +486,11 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
     })
 }
 
-/// One tool call of the answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputToolCall {
-    pub name: String,
-    /// Verbatim, as the model wrote it (may be broken JSON: the client decides).
-    pub arguments: String,
-}
-
-/// The assistant's answer in OpenAI's terms.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AssistantOutput {
-    /// `final` messages and preambles (recipient-less `commentary`), joined.
-    pub content: String,
-    /// `analysis` messages, joined.
-    pub reasoning: String,
-    pub tool_calls: Vec<OutputToolCall>,
-}
-
-/// Sorts parsed assistant messages into content, reasoning and tool calls. Nothing is lost:
-/// a message on a channel the API has no field for counts as content.
-pub fn assistant_output(messages: &[ParsedMessage]) -> AssistantOutput {
-    let mut out = AssistantOutput::default();
-    for m in messages.iter().filter(|m| m.role == Role::Assistant) {
-        if let Some(call) = m.tool_call() {
-            if let Some(name) = call.function_name() {
-                out.tool_calls.push(OutputToolCall {
-                    name: name.to_string(),
-                    arguments: call.arguments,
-                });
-                continue;
-            }
-        }
-        let target = if m.channel.as_deref() == Some("analysis") {
-            &mut out.reasoning
-        } else {
-            &mut out.content
-        };
-        target.push_str(&m.content);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use gossamer_harmony::render::{render_conversation_for_completion, RenderConfig};
+    use gossamer_harmony::Role;
     use serde_json::json;
 
     fn render(p: &ChatPrompt) -> String {
@@ -641,32 +599,5 @@ mod tests {
                 e.message
             );
         }
-    }
-
-    #[test]
-    fn output_sorts_reasoning_content_and_tool_calls() {
-        let written = Conversation::from_messages([
-            Message::assistant("think").with_channel("analysis"),
-            Message::assistant("Checking. ").with_channel("commentary"),
-            Message::assistant("{\"city\":\"Oslo\"}")
-                .with_channel("commentary")
-                .with_recipient("functions.get_weather")
-                .with_content_type("<|constrain|>json"),
-        ]);
-        let config = RenderConfig {
-            auto_drop_analysis: false,
-        };
-        let tokens = gossamer_harmony::render_conversation(&written, &config).unwrap();
-        let (messages, _) = gossamer_harmony::parser::parse_tokens(&tokens, None);
-        let out = assistant_output(&messages);
-        assert_eq!(out.reasoning, "think");
-        assert_eq!(out.content, "Checking. ");
-        assert_eq!(
-            out.tool_calls,
-            vec![OutputToolCall {
-                name: "get_weather".into(),
-                arguments: "{\"city\":\"Oslo\"}".into()
-            }]
-        );
     }
 }

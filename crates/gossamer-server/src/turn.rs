@@ -136,6 +136,8 @@ pub struct Turn {
     /// Log-probabilities of tokens whose text has not surfaced yet (the parser holds text
     /// while it could still be a header).
     pending_info: Vec<TokenInfo>,
+    /// Tokens generated before the first part opened (its header): counted to it.
+    unattributed: usize,
 }
 
 impl Turn {
@@ -154,6 +156,7 @@ impl Turn {
             logprobs: Vec::new(),
             pending_prefix: Vec::new(),
             pending_info: Vec::new(),
+            unattributed: 0,
         };
         let mut out = Vec::new();
         for &t in prefix {
@@ -192,8 +195,9 @@ impl Turn {
             Some(open) => self.parts.get_mut(open.index),
             None => self.parts.last_mut(),
         };
-        if let Some(part) = part {
-            part.tokens += 1;
+        match part {
+            Some(part) => part.tokens += 1,
+            None => self.unattributed += 1,
         }
         out
     }
@@ -260,7 +264,7 @@ impl Turn {
                         kind: kind.clone(),
                         text: String::new(),
                         complete: false,
-                        tokens: 0,
+                        tokens: std::mem::take(&mut self.unattributed),
                     });
                     out.push(TurnEvent::PartStart {
                         index,
@@ -431,4 +435,162 @@ fn longest_stop_prefix_suffix(text: &str, stop: &[String]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gossamer_harmony::render::RenderConfig;
+    use gossamer_harmony::{render_conversation, Conversation, Message};
+
+    /// Tokens of assistant messages as the model writes them after `<|start|>assistant`.
+    fn written(messages: Vec<Message>) -> Vec<u32> {
+        let config = RenderConfig {
+            auto_drop_analysis: false,
+        };
+        let tokens = render_conversation(&Conversation::from_messages(messages), &config).unwrap();
+        // The prompt supplies `<|start|>assistant`; the model writes the rest.
+        let skip = Tokenizer::o200k_harmony().encode_ordinary("assistant").len() + 1;
+        tokens[skip..].to_vec()
+    }
+
+    fn run(tokens: &[u32], stop: &[&str], reason: FinishReason) -> (Vec<TurnEvent>, TurnOutcome) {
+        let mut turn = Turn::new(
+            Tokenizer::o200k_harmony(),
+            &[],
+            stop.iter().map(|s| s.to_string()).collect(),
+            true,
+        );
+        let mut events = Vec::new();
+        for &t in tokens {
+            let lp = TokenLogprob {
+                logprob: -0.5,
+                top: vec![(t, -0.5)],
+            };
+            events.extend(turn.push(t, Some(&lp)));
+            if turn.stopped() {
+                break;
+            }
+        }
+        let (last, outcome) = turn.finish(reason, 7, tokens.len());
+        events.extend(last);
+        (events, outcome)
+    }
+
+    #[test]
+    fn reasoning_preamble_and_tool_call_become_parts() {
+        let tokens = written(vec![
+            Message::assistant("Need weather.").with_channel("analysis"),
+            Message::assistant("Checking.").with_channel("commentary"),
+            Message::assistant("{\"city\":\"Oslo\"}")
+                .with_channel("commentary")
+                .with_recipient("functions.get_weather")
+                .with_content_type("<|constrain|>json"),
+        ]);
+        let (events, outcome) = run(&tokens, &[], FinishReason::Stop);
+        let kinds: Vec<_> = outcome.parts.iter().map(|p| p.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                PartKind::Reasoning,
+                PartKind::Content,
+                PartKind::ToolCall {
+                    name: "get_weather".into()
+                }
+            ]
+        );
+        assert_eq!(outcome.text_of(true), "Need weather.");
+        assert_eq!(outcome.text_of(false), "Checking.");
+        assert_eq!(
+            outcome.tool_calls().collect::<Vec<_>>(),
+            vec![("get_weather", "{\"city\":\"Oslo\"}")]
+        );
+        assert_eq!(outcome.finish, Finish::ToolCalls);
+        assert!(outcome.parts.iter().all(|p| p.complete));
+        assert_eq!(
+            outcome.parts.iter().map(|p| p.tokens).sum::<usize>(),
+            tokens.len()
+        );
+        // Streamed deltas add up to the parts.
+        let streamed: String = events
+            .iter()
+            .filter_map(|e| match e {
+                TurnEvent::Delta { index: 2, text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(streamed, "{\"city\":\"Oslo\"}");
+        // Log-probabilities only for content tokens: "Checking." is 2 tokens.
+        assert_eq!(
+            outcome.logprobs.len(),
+            Tokenizer::o200k_harmony().encode_ordinary("Checking.").len()
+        );
+    }
+
+    #[test]
+    fn a_stop_string_split_across_tokens_ends_the_content_before_it() {
+        let tokens = written(vec![
+            Message::assistant("Hello world, and goodbye").with_channel("final")
+        ]);
+        let (events, outcome) = run(&tokens, &["d, an"], FinishReason::Length);
+        assert_eq!(outcome.text_of(false), "Hello worl");
+        assert_eq!(outcome.finish, Finish::Stop);
+        let streamed: String = events
+            .iter()
+            .filter_map(|e| match e {
+                TurnEvent::Delta { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(streamed, "Hello worl");
+        // Held text that never became a stop string is released at the end.
+        let (_, outcome) = run(&tokens, &["goodbye!"], FinishReason::Stop);
+        assert_eq!(outcome.text_of(false), "Hello world, and goodbye");
+    }
+
+    #[test]
+    fn output_cut_off_inside_a_tool_call_is_kept_and_marked_incomplete() {
+        let tokens = written(vec![Message::assistant("{\"city\":\"Os")
+            .with_channel("commentary")
+            .with_recipient("functions.get_weather")]);
+        let cut = &tokens[..tokens.len() - 1]; // drop <|call|>
+        let (_, outcome) = run(cut, &[], FinishReason::Length);
+        assert_eq!(outcome.finish, Finish::Length);
+        let part = &outcome.parts[0];
+        assert!(!part.complete);
+        assert_eq!(part.text, "{\"city\":\"Os");
+    }
+
+    #[test]
+    fn a_forced_header_opens_the_tool_call_before_any_token() {
+        let t = Tokenizer::o200k_harmony();
+        let mut prefix = t.encode_ordinary(" to=functions.f");
+        prefix.push(gossamer_harmony::tokenizer::special::CHANNEL);
+        prefix.extend(t.encode_ordinary("commentary"));
+        prefix.push(gossamer_harmony::tokenizer::special::MESSAGE);
+        let mut turn = Turn::new(t, &prefix, Vec::new(), false);
+        assert_eq!(
+            turn.take_prefix_events(),
+            vec![TurnEvent::PartStart {
+                index: 0,
+                kind: PartKind::ToolCall { name: "f".into() }
+            }]
+        );
+        for id in t.encode_ordinary("{}") {
+            turn.push(id, None);
+        }
+        turn.push(gossamer_harmony::tokenizer::special::CALL, None);
+        let (_, outcome) = turn.finish(FinishReason::Stop, 1, 2);
+        assert_eq!(outcome.tool_calls().collect::<Vec<_>>(), vec![("f", "{}")]);
+        assert_eq!(outcome.finish, Finish::ToolCalls);
+    }
+
+    #[test]
+    fn garbage_is_content_and_keeps_its_logprobs() {
+        let t = Tokenizer::o200k_harmony();
+        let tokens = t.encode_ordinary("zebra quantum pickle");
+        let (_, outcome) = run(&tokens, &[], FinishReason::Length);
+        assert_eq!(outcome.text_of(false), "zebra quantum pickle");
+        assert_eq!(outcome.logprobs.len(), tokens.len());
+    }
 }
