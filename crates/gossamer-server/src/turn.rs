@@ -450,7 +450,10 @@ mod tests {
         };
         let tokens = render_conversation(&Conversation::from_messages(messages), &config).unwrap();
         // The prompt supplies `<|start|>assistant`; the model writes the rest.
-        let skip = Tokenizer::o200k_harmony().encode_ordinary("assistant").len() + 1;
+        let skip = Tokenizer::o200k_harmony()
+            .encode_ordinary("assistant")
+            .len()
+            + 1;
         tokens[skip..].to_vec()
     }
 
@@ -523,7 +526,9 @@ mod tests {
         // Log-probabilities only for content tokens: "Checking." is 2 tokens.
         assert_eq!(
             outcome.logprobs.len(),
-            Tokenizer::o200k_harmony().encode_ordinary("Checking.").len()
+            Tokenizer::o200k_harmony()
+                .encode_ordinary("Checking.")
+                .len()
         );
     }
 
