@@ -53,7 +53,8 @@ class Server:
         self.log = []
 
     def start(self):
-        cmd = [BIN, "--threads", "1", "serve", "--model", MODEL_DIR, "--port", "0",
+        # A restart keeps the port, so clients keep working.
+        cmd = [BIN, "--threads", "1", "serve", "--model", MODEL_DIR, "--port", str(self.port or 0),
                "--served-model-name", MODEL, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
@@ -289,6 +290,118 @@ class ChatCompletions(unittest.TestCase):
                      "gossamer_time_to_first_token_seconds", "gossamer_inter_token_latency_seconds",
                      "gossamer_batch_tokens"]:
             self.assertIn(name, page)
+
+
+RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+class Responses(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.db = os.path.join(os.environ.get("GOSSAMER_TMP") or tempfile.mkdtemp(), "responses.sqlite3")
+        cls.server = Server("--context", "1024", "--responses-db", cls.db).start()
+        cls.client = cls.server.client(max_retries=0, timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def create(self, **kw):
+        args = dict(model=MODEL, input="Say hello.", max_output_tokens=12, temperature=0)
+        args.update(kw)
+        return self.client.responses.create(**args)
+
+    def test_plain_response(self):
+        r = self.create(instructions="Be brief.", reasoning={"effort": "low"})
+        self.assertTrue(r.id.startswith("resp_"))
+        self.assertEqual(r.object, "response")
+        self.assertIn(r.status, ("completed", "incomplete"))
+        if r.status == "incomplete":
+            self.assertEqual(r.incomplete_details.reason, "max_output_tokens")
+        self.assertIsInstance(r.output_text, str)
+        self.assertEqual(r.instructions, "Be brief.")
+        self.assertEqual(r.reasoning.effort, "low")
+        self.assertGreater(r.usage.input_tokens, 10)
+        self.assertEqual(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens)
+        got = self.client.responses.retrieve(r.id)
+        self.assertEqual(got.id, r.id)
+        self.assertEqual(got.output_text, r.output_text)
+
+    def test_streaming_events_add_up_to_the_final_response(self):
+        whole = self.create()
+        events = list(self.create(stream=True))
+        types = [e.type for e in events]
+        self.assertEqual(types[:2], ["response.created", "response.in_progress"])
+        self.assertIn(types[-1], ("response.completed", "response.incomplete"))
+        self.assertEqual([e.sequence_number for e in events], list(range(len(events))))
+        final = events[-1].response
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        self.assertEqual(deltas, final.output_text)
+        self.assertEqual(final.output_text, whole.output_text)
+        added = [e.item.id for e in events if e.type == "response.output_item.added"]
+        self.assertEqual(added, [item.id for item in final.output])
+        self.assertEqual(self.client.responses.retrieve(final.id).output_text, final.output_text)
+
+    def test_function_call_round_trip_with_previous_response_id(self):
+        first = self.create(input="Weather in Paris?", tools=[RESPONSES_TOOL],
+                            tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=16)
+        calls = [o for o in first.output if o.type == "function_call"]
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(calls[0].name, "get_weather")
+        follow = self.create(previous_response_id=first.id, tools=[RESPONSES_TOOL],
+                             input=[{"type": "function_call_output", "call_id": calls[0].call_id,
+                                     "output": json.dumps({"temp_c": 18})}])
+        self.assertEqual(follow.previous_response_id, first.id)
+        self.assertGreater(follow.usage.input_tokens, first.usage.input_tokens)
+
+    def test_streamed_function_call_arguments(self):
+        events = list(self.create(stream=True, input="Weather in Oslo?", tools=[RESPONSES_TOOL],
+                                  tool_choice="required", max_output_tokens=16))
+        final = events[-1].response
+        call = [o for o in final.output if o.type == "function_call"][0]
+        deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        self.assertEqual(deltas, call.arguments)
+
+    def test_previous_response_id_survives_a_restart(self):
+        first = self.create(input="Remember the number 7.")
+        self.server.stop()
+        self.server.start()
+        follow = self.create(previous_response_id=first.id, input="Which number?")
+        self.assertGreater(follow.usage.input_tokens, first.usage.input_tokens + first.usage.output_tokens)
+        self.assertEqual(self.client.responses.retrieve(first.id).id, first.id)
+
+    def test_store_false_is_not_kept_and_delete_works(self):
+        r = self.create(store=False)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(r.id)
+        kept = self.create()
+        self.client.responses.delete(kept.id)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(kept.id)
+
+    def test_errors(self):
+        with self.assertRaises(openai.NotFoundError) as e:
+            self.create(previous_response_id="resp_nope")
+        self.assertEqual(e.exception.body["param"], "previous_response_id")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.create(input=[{"type": "function_call_output", "call_id": "call_x", "output": "1"}])
+        self.assertEqual(e.exception.body["param"], "input.0.call_id")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.create(tools=[{"type": "web_search"}])
+        self.assertEqual(e.exception.body["param"], "tools.0.type")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.create(temperature=5)
+        self.assertEqual(e.exception.body["param"], "temperature")
+        with self.assertRaises(openai.NotFoundError):
+            self.create(model="gpt-5")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.create(input="word " * 3000)
+        self.assertEqual(e.exception.body["code"], "context_length_exceeded")
 
 
 class BackPressure(unittest.TestCase):

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use gossamer_engine::{Engine, EngineConfig};
 use gossamer_model::{GptOss, Precision};
+use gossamer_server::store::ResponseStore;
 use gossamer_server::AppState;
 
 #[derive(Args)]
@@ -34,6 +35,23 @@ pub struct ServeArgs {
     /// Tokens per forward step: every generating request's one token, then prompt chunks.
     #[arg(long, default_value_t = 512)]
     max_batch_tokens: usize,
+    /// The SQLite file that keeps stored Responses (`previous_response_id` works across
+    /// restarts). Default: `$XDG_DATA_HOME/gossamer/responses.sqlite3` (or under
+    /// `~/.local/share`); `:memory:` keeps them only while the server runs.
+    #[arg(long)]
+    responses_db: Option<PathBuf>,
+}
+
+/// Where stored responses live by default (the XDG data folder).
+fn default_responses_db() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --responses-db")?)
+                .join(".local/share")
+        }
+    };
+    Ok(base.join("gossamer/responses.sqlite3"))
 }
 
 pub fn run(a: ServeArgs, precision: Precision) -> Result<()> {
@@ -53,6 +71,11 @@ pub fn run(a: ServeArgs, precision: Precision) -> Result<()> {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "gpt-oss".into()),
     };
+    let store = match a.responses_db {
+        Some(p) if p.as_os_str() == ":memory:" => ResponseStore::in_memory()?,
+        Some(p) => ResponseStore::open(&p)?,
+        None => ResponseStore::open(&default_responses_db()?)?,
+    };
     let metrics = gossamer_server::metrics_handle();
     let engine = Engine::start(
         Arc::new(model),
@@ -68,6 +91,7 @@ pub fn run(a: ServeArgs, precision: Precision) -> Result<()> {
         model_id: model_id.clone(),
         created: gossamer_server::chat_output::unix_now(),
         metrics,
+        store: Arc::new(store),
     });
 
     // Two async workers are plenty: handlers only map JSON and relay tokens; the model

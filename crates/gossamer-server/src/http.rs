@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use gossamer_engine::Engine;
+use gossamer_engine::{Engine, SamplingParams};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
@@ -26,6 +26,9 @@ use crate::chat::{chat_options, chat_prompt};
 use crate::chat_output::ChatBuilder;
 use crate::error::ApiError;
 use crate::generation::{self, Generation, GenerationSpec, Progress};
+use crate::params;
+use crate::responses::{self, ResponseBuilder, ResponseMeta, ResponsesRequest};
+use crate::store::{ResponseStore, StoredResponse};
 
 /// Largest request body: a full 131k-token conversation is well under this.
 const MAX_BODY_BYTES: usize = 32 << 20;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub model_id: String,
     pub created: u64,
     pub metrics: PrometheusHandle,
+    /// Stored responses (`store: true`), for `previous_response_id` and `GET`.
+    pub store: Arc<ResponseStore>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -48,6 +53,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(responses))
+        .route(
+            "/v1/responses/{id}",
+            get(get_response).delete(delete_response),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -251,4 +261,166 @@ pub fn server_error(message: String) -> ApiError {
         param: None,
         code: None,
     }
+}
+
+/// Runs a store call on a blocking thread (SQLite blocks); its failure is a 500.
+async fn with_store<T: Send + 'static>(
+    store: &Arc<ResponseStore>,
+    f: impl FnOnce(&ResponseStore) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| server_error(format!("the response store task failed: {e}")))?
+        .map_err(|e| server_error(e.to_string()))
+}
+
+fn response_not_found(id: &str, param: Option<&str>) -> ApiError {
+    ApiError {
+        status: 404,
+        message: format!("no stored response has id `{id}`"),
+        kind: "invalid_request_error",
+        param: param.map(str::to_string),
+        code: Some("response_not_found"),
+    }
+}
+
+async fn get_response(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    let result = with_store(&s.store, move |st| st.get(&key)).await;
+    let result = match result {
+        Ok(Some(stored)) => Ok(Json(stored.response).into_response()),
+        Ok(None) => Err(response_not_found(&id, None)),
+        Err(e) => Err(e),
+    };
+    count(
+        "responses_get",
+        result
+            .as_ref()
+            .map_or_else(|e| e.status, |r| r.status().as_u16()),
+    );
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_response(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    let result = match with_store(&s.store, move |st| st.delete(&key)).await {
+        Ok(true) => Ok(Json(
+            json!({"id": id, "object": "response.deleted", "deleted": true}),
+        )),
+        Ok(false) => Err(response_not_found(&id, None)),
+        Err(e) => Err(e),
+    };
+    result.into_response()
+}
+
+async fn responses(State(s): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+    let result = responses_inner(s, body).await;
+    let status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status,
+    };
+    count("responses", status);
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What a finished response leaves behind: the object, stored with the context a
+/// follow-up continues from, when the request asked for storing.
+async fn keep(s: &Shared, req: &ResponsesRequest, response: &Value) -> Result<(), ApiError> {
+    if !req.store {
+        return Ok(());
+    }
+    let output = response
+        .get("output")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let context = responses::next_context(&req.context, &output);
+    let id = response
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let response = response.clone();
+    with_store(&s.store, move |st| st.put(&id, &response, &context)).await
+}
+
+async fn responses_inner(
+    s: Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(body)?;
+    let model = params::opt_str(&body, "model")?
+        .ok_or_else(|| ApiError::invalid("model", "`model` is required"))?;
+    s.check_model(model)?;
+    let previous = match params::opt_str(&body, "previous_response_id")? {
+        None => None,
+        Some(id) => {
+            let key = id.to_string();
+            let found: Option<StoredResponse> =
+                with_store(&s.store, move |st| st.get(&key)).await?;
+            Some(found.ok_or_else(|| response_not_found(id, Some("previous_response_id")))?)
+        }
+    };
+    let req = responses::parse_request(&body, previous.as_ref().map(|p| &p.context[..]))?;
+    let spec = GenerationSpec {
+        conversation: req.conversation.clone(),
+        tool_choice: req.tool_choice.clone(),
+        tool_names: req.tools.iter().map(|t| t.name.clone()).collect(),
+        max_tokens: req.max_output_tokens,
+        sampling: SamplingParams {
+            temperature: req.temperature.unwrap_or(1.0),
+            top_p: req.top_p.unwrap_or(1.0),
+            top_k: 0,
+            seed: params::fresh_seed(),
+        },
+        stop: Vec::new(),
+        logprobs: None,
+    };
+    let gen = generation::start(&s.engine, spec)?;
+    let mut builder = ResponseBuilder::new(ResponseMeta::new(s.model_id.clone(), req.echo()));
+    if !req.stream {
+        let outcome = gen.complete().await.map_err(server_error)?;
+        let (_, response) = builder.finish(&outcome);
+        keep(&s, &req, &response).await?;
+        return Ok(Json(response).into_response());
+    }
+    let first = builder.start();
+    let state = (Some(gen), builder, s, req);
+    let events = stream::unfold(state, |(gen, mut builder, s, req)| async move {
+        let mut gen = gen?;
+        let (events, gen) = match gen.next().await {
+            Progress::Events(events) => (
+                events
+                    .iter()
+                    .flat_map(|e| builder.on(e))
+                    .collect::<Vec<_>>(),
+                Some(gen),
+            ),
+            Progress::Done(events, outcome) => {
+                let mut out: Vec<Value> = events.iter().flat_map(|e| builder.on(e)).collect();
+                let (last, response) = builder.finish(&outcome);
+                // Stored before the client hears it is done, so a follow-up finds it.
+                if let Err(e) = keep(&s, &req, &response).await {
+                    tracing::error!("cannot store response: {}", e.message);
+                }
+                out.extend(last);
+                (out, None)
+            }
+            Progress::Failed(e) => (builder.failed(&e).0, None),
+        };
+        Some((stream::iter(events), (gen, builder, s, req)))
+    })
+    .flatten();
+    let events = stream::iter(first).chain(events).map(|v| {
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message")
+            .to_string();
+        Ok::<_, Infallible>(SseEvent::default().event(kind).data(v.to_string()))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
