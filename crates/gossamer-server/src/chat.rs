@@ -194,7 +194,10 @@ pub(crate) fn effort_of(v: Option<&Value>) -> Result<ReasoningEffort, ApiError> 
     }
 }
 
-fn tools_of(v: Option<&Value>) -> Result<Vec<ToolDescription>, ApiError> {
+/// Function tools in either API's shape: Chat Completions nests the function
+/// (`{"type": "function", "function": {"name", ...}}`), Responses has it flat
+/// (`{"type": "function", "name", ...}`); both are accepted everywhere.
+pub(crate) fn tools_of(v: Option<&Value>) -> Result<Vec<ToolDescription>, ApiError> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
@@ -204,22 +207,29 @@ fn tools_of(v: Option<&Value>) -> Result<Vec<ToolDescription>, ApiError> {
     let mut out: Vec<ToolDescription> = Vec::new();
     for (i, t) in list.iter().enumerate() {
         let p = format!("tools.{i}");
-        if t.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(ApiError::invalid(
-                format!("{p}.type"),
-                "only tools of type `function` are supported here",
-            ));
+        match t.get("type").and_then(Value::as_str) {
+            Some("function") => {}
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    format!("{p}.type"),
+                    format!("tools of type `{other}` are not supported (function tools only)"),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    format!("{p}.type"),
+                    "a tool needs a `type` (`function`)",
+                ))
+            }
         }
-        let f = t.get("function").filter(|f| f.is_object()).ok_or_else(|| {
-            ApiError::invalid(
-                format!("{p}.function"),
-                "a function tool needs a `function` object",
-            )
-        })?;
-        let tool = function_tool(f, &format!("{p}.function"))?;
+        let (f, fp) = match t.get("function") {
+            Some(f) if f.is_object() && t.get("name").is_none() => (f, format!("{p}.function")),
+            _ => (t, p),
+        };
+        let tool = function_tool(f, &fp)?;
         if out.iter().any(|d| d.name == tool.name) {
             return Err(ApiError::invalid(
-                format!("{p}.function.name"),
+                format!("{fp}.name"),
                 format!("two tools are named `{}`", tool.name),
             ));
         }

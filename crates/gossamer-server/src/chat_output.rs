@@ -45,12 +45,7 @@ fn logprob_entry(t: &TokenInfo) -> Value {
 }
 
 fn usage(o: &TurnOutcome) -> Value {
-    let reasoning: usize = o
-        .parts
-        .iter()
-        .filter(|p| p.kind == PartKind::Reasoning)
-        .map(|p| p.tokens)
-        .sum();
+    let reasoning = o.reasoning_tokens();
     json!({
         "prompt_tokens": o.prompt_tokens,
         "completion_tokens": o.completion_tokens,

@@ -17,7 +17,7 @@ use gossamer_harmony::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::chat::{effort_of, function_tool, text_of, tool_choice_of, ToolChoice};
+use crate::chat::{effort_of, text_of, tool_choice_of, tools_of, ToolChoice};
 use crate::error::ApiError;
 use crate::params;
 use crate::turn::{Finish, PartKind, TurnEvent, TurnOutcome};
@@ -227,49 +227,6 @@ fn reasoning_effort(body: &Value) -> Result<ReasoningEffort, ApiError> {
             "`reasoning` must be an object like {\"effort\": \"high\"}",
         )),
     }
-}
-
-/// Responses function tools are flat (`{"type": "function", "name", ...}`); the Chat
-/// Completions nesting (`function: {...}`) is accepted too.
-fn tools_of(v: Option<&Value>) -> Result<Vec<ToolDescription>, ApiError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
-        return Ok(Vec::new());
-    };
-    let list = v
-        .as_array()
-        .ok_or_else(|| ApiError::invalid("tools", "`tools` must be an array"))?;
-    let mut out: Vec<ToolDescription> = Vec::new();
-    for (i, t) in list.iter().enumerate() {
-        let p = format!("tools.{i}");
-        match t.get("type").and_then(Value::as_str) {
-            Some("function") => {}
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    format!("{p}.type"),
-                    format!("tools of type `{other}` are not supported (function tools only)"),
-                ))
-            }
-            None => {
-                return Err(ApiError::invalid(
-                    format!("{p}.type"),
-                    "a tool needs a `type` (`function`)",
-                ))
-            }
-        }
-        let (f, fp) = match t.get("function") {
-            Some(f) if f.is_object() && t.get("name").is_none() => (f, format!("{p}.function")),
-            _ => (t, p),
-        };
-        let tool = function_tool(f, &fp)?;
-        if out.iter().any(|d| d.name == tool.name) {
-            return Err(ApiError::invalid(
-                format!("{fp}.name"),
-                format!("two tools are named `{}`", tool.name),
-            ));
-        }
-        out.push(tool);
-    }
-    Ok(out)
 }
 
 /// `tool_choice`: a string as in Chat Completions, or `{"type": "function", "name"}` (the
@@ -1050,12 +1007,7 @@ fn json_f32(x: f32) -> Value {
 }
 
 fn usage(outcome: &TurnOutcome) -> Value {
-    let reasoning: usize = outcome
-        .parts
-        .iter()
-        .filter(|p| p.kind == PartKind::Reasoning)
-        .map(|p| p.tokens)
-        .sum();
+    let reasoning = outcome.reasoning_tokens();
     json!({
         "input_tokens": outcome.prompt_tokens,
         "input_tokens_details": {"cached_tokens": 0},

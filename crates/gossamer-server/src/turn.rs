@@ -104,6 +104,15 @@ impl TurnOutcome {
             .collect()
     }
 
+    /// Tokens generated in reasoning parts (headers included).
+    pub fn reasoning_tokens(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| p.kind == PartKind::Reasoning)
+            .map(|p| p.tokens)
+            .sum()
+    }
+
     pub fn tool_calls(&self) -> impl Iterator<Item = (&str, &str)> {
         self.parts.iter().filter_map(|p| match &p.kind {
             PartKind::ToolCall { name } => Some((name.as_str(), p.text.as_str())),
