@@ -282,6 +282,21 @@ class ChatCompletions(unittest.TestCase):
             time.sleep(0.01)
         self.assertRegex(self.server.get("/metrics"), r"gossamer_requests_cancelled_total \d+")
 
+    def test_a_client_that_gives_up_on_a_whole_answer_frees_its_slot(self):
+        before = self.cancelled()
+        impatient = self.server.client(max_retries=0, timeout=0.5)
+        with self.assertRaises(openai.APITimeoutError):
+            impatient.chat.completions.create(model=MODEL, messages=user("Tell a long story."), max_tokens=450)
+        deadline = time.time() + 2
+        while self.server.health()["active"] != 0:
+            self.assertLess(time.time(), deadline, "slot still held after the client left")
+            time.sleep(0.01)
+        self.assertEqual(self.cancelled(), before + 1)
+
+    def cancelled(self):
+        m = re.search(r"gossamer_requests_cancelled_total (\d+)", self.server.get("/metrics"))
+        return int(m.group(1)) if m else 0
+
     def test_metrics_page(self):
         self.create()
         page = self.server.get("/metrics")
