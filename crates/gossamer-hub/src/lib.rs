@@ -23,6 +23,6 @@ mod settings;
 
 pub use cache::{missing_files, CachedRepo, CachedSnapshot, HubCache, Lookup, Removed};
 pub use error::{human_bytes, HubError, Result};
-pub use pull::{pull, PullEvent, PullOptions, PullProgress, Pulled, RemoteFile};
+pub use pull::{pull, PullEvent, PullOptions, PullProgress, Pulled, Quiet, RemoteFile};
 pub use reference::{is_commit_hash, ModelRef, RepoRef, ALIASES, DEFAULT_REVISION};
 pub use settings::{HubSettings, DEFAULT_ENDPOINT};

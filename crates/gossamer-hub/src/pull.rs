@@ -95,6 +95,13 @@ pub trait PullProgress: Sync {
     fn event(&self, event: PullEvent<'_>);
 }
 
+/// Progress nobody watches.
+pub struct Quiet;
+
+impl PullProgress for Quiet {
+    fn event(&self, _: PullEvent<'_>) {}
+}
+
 impl<F: Fn(PullEvent<'_>) + Sync> PullProgress for F {
     fn event(&self, event: PullEvent<'_>) {
         self(event)
