@@ -3,10 +3,13 @@
 
 mod chat;
 mod harmony_cmd;
+mod models;
 mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use models::MODEL_HELP;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +39,9 @@ struct Cli {
     /// for `score`, fast for the rest.
     #[arg(long, global = true, value_name = "exact|fast")]
     precision: Option<Precision>,
+    /// Download a model that is not in the cache without asking.
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,15 +63,20 @@ enum Command {
     Bench(BenchArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (Chat Completions, Responses).
     Serve(serve::ServeArgs),
+    /// Download a model from the Hugging Face Hub into the shared Hugging Face cache.
+    Pull(models::PullArgs),
+    /// List the models in the Hugging Face cache, with their sizes.
+    List(models::ListArgs),
+    /// Remove a model (or one revision of it) from the Hugging Face cache.
+    Rm(models::RmArgs),
     /// Write a seeded random checkpoint in the official layout (for tests and benchmarks).
     RandomCheckpoint(RandomCheckpointArgs),
 }
 
 #[derive(Args)]
 struct InspectArgs {
-    /// Model folder (Hugging Face layout, or `original/`).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = MODEL_HELP)]
+    model: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -73,8 +84,8 @@ struct InspectArgs {
 
 #[derive(Args)]
 struct ScoreArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = MODEL_HELP)]
+    model: String,
     /// Comma-separated token ids.
     #[arg(long, value_delimiter = ',', required = true)]
     tokens: Vec<u32>,
@@ -113,8 +124,8 @@ impl SamplingArgs {
 
 #[derive(Args)]
 struct GenerateArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = MODEL_HELP)]
+    model: String,
     /// Comma-separated prompt token ids.
     #[arg(
         long,
@@ -136,8 +147,8 @@ struct GenerateArgs {
 
 #[derive(Args)]
 struct ChatArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = MODEL_HELP, default_value = "gpt-oss-20b")]
+    model: String,
     /// How long the model thinks before answering: low, medium or high.
     #[arg(long, default_value = "medium")]
     reasoning_effort: gossamer_harmony::conversation::ReasoningEffort,
@@ -165,8 +176,8 @@ struct ChatArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = MODEL_HELP)]
+    model: String,
     /// Prompt tokens for the prefill test (0 skips it).
     #[arg(short = 'p', long = "prompt-tokens", default_value_t = 512)]
     prompt_tokens: usize,
@@ -249,15 +260,19 @@ fn main() -> ExitCode {
     };
     gossamer_kernels::threads::init(threads, cli.pin_threads);
     let precision = cli.precision;
+    let yes = cli.yes;
     let result = match cli.command {
-        Command::Inspect(a) => inspect(a),
-        Command::Score(a) => score(a, precision.unwrap_or(Precision::Exact)),
-        Command::Chat(a) => chat(a, precision.unwrap_or(Precision::Fast)),
-        Command::Bench(a) => bench(a, precision.unwrap_or(Precision::Fast)),
+        Command::Inspect(a) => inspect(a, yes),
+        Command::Score(a) => score(a, precision.unwrap_or(Precision::Exact), yes),
+        Command::Chat(a) => chat(a, precision.unwrap_or(Precision::Fast), yes),
+        Command::Bench(a) => bench(a, precision.unwrap_or(Precision::Fast), yes),
         Command::Harmony(c) => harmony_cmd::run(c),
-        Command::Generate(a) => generate(a, precision.unwrap_or(Precision::Fast)),
+        Command::Generate(a) => generate(a, precision.unwrap_or(Precision::Fast), yes),
         Command::RandomCheckpoint(a) => random_checkpoint(a),
-        Command::Serve(a) => serve::run(a, precision.unwrap_or(Precision::Fast)),
+        Command::Serve(a) => serve::run(a, precision.unwrap_or(Precision::Fast), yes),
+        Command::Pull(a) => models::pull_cmd(a),
+        Command::List(a) => models::list_cmd(a),
+        Command::Rm(a) => models::rm_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -272,8 +287,13 @@ fn open(dir: &Path) -> Result<Checkpoint> {
     Checkpoint::open(dir).with_context(|| format!("cannot load model {}", dir.display()))
 }
 
-fn inspect(a: InspectArgs) -> Result<()> {
-    let ck = open(&a.model)?;
+/// Opens what `--model` names, pulling it first if it is a repository not in the cache.
+fn open_model(model: &str, yes: bool) -> Result<Checkpoint> {
+    open(&models::resolve(model, yes)?.dir)
+}
+
+fn inspect(a: InspectArgs, yes: bool) -> Result<()> {
+    let ck = open_model(&a.model, yes)?;
     let stats = ck.stats();
     let c = &ck.config;
     let report = json!({
@@ -325,11 +345,11 @@ fn inspect(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-fn score(a: ScoreArgs, precision: Precision) -> Result<()> {
+fn score(a: ScoreArgs, precision: Precision, yes: bool) -> Result<()> {
     if a.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
-    let ck = open(&a.model)?;
+    let ck = open_model(&a.model, yes)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
     let mut cache = model.new_cache();
@@ -375,8 +395,8 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter().map(|i| (i, row[i as usize])).collect()
 }
 
-fn generate(a: GenerateArgs, precision: Precision) -> Result<()> {
-    let ck = open(&a.model)?;
+fn generate(a: GenerateArgs, precision: Precision, yes: bool) -> Result<()> {
+    let ck = open_model(&a.model, yes)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
     let tokenizer = Tokenizer::o200k_harmony();
@@ -447,8 +467,8 @@ fn generate(a: GenerateArgs, precision: Precision) -> Result<()> {
     Ok(())
 }
 
-fn chat(a: ChatArgs, precision: Precision) -> Result<()> {
-    let ck = open(&a.model)?;
+fn chat(a: ChatArgs, precision: Precision, yes: bool) -> Result<()> {
+    let ck = open_model(&a.model, yes)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
     let date = match a.date.as_deref() {
@@ -488,11 +508,11 @@ fn today_utc() -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn bench(a: BenchArgs, precision: Precision) -> Result<()> {
+fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
     if a.repeats == 0 {
         bail!("-r must be at least 1");
     }
-    let ck = open(&a.model)?;
+    let ck = open_model(&a.model, yes)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
     if !a.concurrency.is_empty() {
@@ -675,7 +695,7 @@ fn bench_concurrency(a: &BenchArgs, mut model: GptOss, precision: Precision) -> 
     for (c, mean, sd, ttft) in rows {
         println!(
             "| {} | {threads} | {} | {c} | {mean:.2} ± {sd:.2} | {:.2} | {ttft:.2} | {:.2}× |",
-            a.model.display(),
+            a.model,
             precision_name(precision),
             mean / c as f64,
             mean / base

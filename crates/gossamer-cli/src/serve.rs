@@ -12,14 +12,14 @@ use gossamer_server::AppState;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Model folder (Hugging Face layout, or `original/`).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, help = crate::models::MODEL_HELP, default_value = "gpt-oss-20b")]
+    model: String,
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     #[arg(long, default_value_t = 8000)]
     port: u16,
-    /// The model id clients pass as `model` (default: the folder's name).
+    /// The model id clients pass as `model` (default: the folder's name, or the repository's
+    /// without its owner, e.g. `gpt-oss-20b`).
     #[arg(long)]
     served_model_name: Option<String>,
     /// Requests generating at once (they share every forward step).
@@ -54,23 +54,16 @@ fn default_responses_db() -> Result<PathBuf> {
     Ok(base.join("gossamer/responses.sqlite3"))
 }
 
-pub fn run(a: ServeArgs, precision: Precision) -> Result<()> {
-    let ck = crate::open(&a.model)?;
+pub fn run(a: ServeArgs, precision: Precision, yes: bool) -> Result<()> {
+    let resolved = crate::models::resolve(&a.model, yes)?;
+    let ck = crate::open(&resolved.dir)?;
     let mut model = GptOss::new(&ck);
     model.set_precision(precision);
     // Every answer is the same whatever else shares its steps.
     model.set_batch_invariant(true);
     let model_max = model.config().max_position_embeddings;
     let context = a.context.unwrap_or(8192).min(model_max);
-    let model_id = match a.served_model_name {
-        Some(n) => n,
-        None => a
-            .model
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "gpt-oss".into()),
-    };
+    let model_id = a.served_model_name.unwrap_or(resolved.name);
     let store = match a.responses_db {
         Some(p) if p.as_os_str() == ":memory:" => ResponseStore::in_memory()?,
         Some(p) => ResponseStore::open(&p)?,
