@@ -3,9 +3,11 @@
 //! in `gossamer-hub`; this file asks, shows progress and prints.
 
 use std::collections::HashMap;
+use std::fmt::Write as FmtWrite;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -13,7 +15,9 @@ use gossamer_hub::{
     human_bytes, pull, HubCache, HubSettings, Lookup, ModelRef, PullEvent, PullOptions,
     PullProgress, Pulled, RepoRef,
 };
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressState, ProgressStyle,
+};
 use serde_json::json;
 
 /// The `--model` help every command shares.
@@ -272,12 +276,9 @@ impl Display {
         let tty = std::io::stderr().is_terminal();
         let multi = tty.then(MultiProgress::new);
         let total = match &multi {
-            Some(m) => m.add(ProgressBar::new(0).with_style(style(
-                "{msg:>12} [{bar:32.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ))),
+            Some(m) => m.add(ProgressBar::new(0).with_prefix("total")),
             None => ProgressBar::hidden(),
         };
-        total.set_message("total");
         Display {
             repo: r.to_string(),
             multi,
@@ -293,17 +294,19 @@ impl Display {
         self.total.finish_and_clear();
     }
 
-    fn file_bar(&self, path: &str, bar: ProgressBar) {
-        let Some(multi) = &self.multi else { return };
+    /// Shows `bar` above the total, in place of an earlier bar of the same file.
+    fn file_bar(&self, path: &str, bar: ProgressBar) -> ProgressBar {
+        let Some(multi) = &self.multi else { return bar };
         let bar = multi.insert_before(&self.total, bar);
         if let Some(old) = self
             .files
             .lock()
             .expect("bars")
-            .insert(path.to_string(), bar)
+            .insert(path.to_string(), bar.clone())
         {
             old.finish_and_clear();
         }
+        bar
     }
 
     fn with_bar(&self, path: &str, f: impl FnOnce(&ProgressBar)) {
@@ -313,10 +316,41 @@ impl Display {
     }
 }
 
-fn style(template: &str) -> ProgressStyle {
+/// A name, then bytes, rate and time left.
+const BAR: &str = "{prefix:<34!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {speed:>12} eta {left}";
+
+/// The bar's style. Rate and time left average over this run, from `from` bytes on: bytes
+/// that were already on disk (a resumed download) are not this run's speed.
+fn bar_style(template: &str, from: u64) -> ProgressStyle {
+    let rate = move |s: &ProgressState| {
+        let secs = s.elapsed().as_secs_f64();
+        if secs < 0.25 {
+            0.0
+        } else {
+            s.pos().saturating_sub(from) as f64 / secs
+        }
+    };
     ProgressStyle::with_template(template)
         .expect("a valid template")
         .progress_chars("=> ")
+        .with_key("speed", move |s: &ProgressState, w: &mut dyn FmtWrite| {
+            let _ = write!(w, "{}/s", HumanBytes(rate(s) as u64));
+        })
+        .with_key("left", move |s: &ProgressState, w: &mut dyn FmtWrite| {
+            let left = s.len().unwrap_or(0).saturating_sub(s.pos());
+            let r = rate(s);
+            if left == 0 {
+                let _ = write!(w, "0s");
+            } else if r > 0.0 {
+                let _ = write!(
+                    w,
+                    "{:#}",
+                    HumanDuration(Duration::from_secs_f64(left as f64 / r))
+                );
+            } else {
+                let _ = write!(w, "?");
+            }
+        })
 }
 
 impl PullProgress for Display {
@@ -329,9 +363,13 @@ impl PullProgress for Display {
                 total,
                 present,
             } => {
+                self.total.set_style(bar_style(
+                    &BAR.replace("{bar:30}", "{bar:30.cyan/blue}"),
+                    present,
+                ));
                 self.total.set_length(total);
                 self.total.set_position(present);
-                self.total.reset_eta();
+                self.total.reset_elapsed();
                 if !tty {
                     eprintln!(
                         "{}: commit {}, {} files, {} ({} already here)",
@@ -348,22 +386,18 @@ impl PullProgress for Display {
                     return;
                 }
                 let bar = ProgressBar::new_spinner()
-                    .with_style(style("{msg:>12} {spinner} {prefix}"))
-                    .with_message("verifying")
-                    .with_prefix(format!("{path} ({})", human_bytes(size)));
-                bar.enable_steady_tick(std::time::Duration::from_millis(120));
-                self.file_bar(path, bar);
+                    .with_style(bar_style("{prefix:<34!} {spinner} {msg}", 0))
+                    .with_message(format!("verifying {}", human_bytes(size)))
+                    .with_prefix(path.to_string());
+                self.file_bar(path, bar)
+                    .enable_steady_tick(Duration::from_millis(120));
             }
             PullEvent::Downloading { path, size, from } => {
                 if tty {
                     let bar = ProgressBar::new(size)
-                        .with_style(style(
-                            "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {prefix}",
-                        ))
-                        .with_message("fetching")
+                        .with_style(bar_style(BAR, from))
                         .with_prefix(path.to_string())
                         .with_position(from);
-                    bar.reset_eta();
                     self.file_bar(path, bar);
                 } else {
                     let resumed = if from > 0 {

@@ -134,6 +134,8 @@ struct State {
     lfs: HashMap<String, FakeFile>,
     faults: HashMap<String, VecDeque<Fault>>,
     ignore_range: bool,
+    /// Bytes per second per download (0: as fast as loopback goes).
+    throttle: u64,
     log: Vec<LoggedRequest>,
     commits_made: u64,
 }
@@ -236,6 +238,11 @@ impl FakeHub {
     /// Answer `Range` requests with the whole file (`200`), as some proxies do.
     pub fn ignore_range(&self, ignore: bool) {
         self.state().ignore_range = ignore;
+    }
+
+    /// Sends file bodies at about this many bytes per second each (for watching progress).
+    pub fn throttle(&self, bytes_per_second: u64) {
+        self.state().throttle = bytes_per_second;
     }
 
     /// The API reports `size` for `path` (the file itself is unchanged).
@@ -378,16 +385,17 @@ fn serve(stream: TcpStream, origin: Origin, state: &Mutex<State>, cdn: SocketAdd
         query: query.to_string(),
         headers,
     };
-    let reply = {
+    let (reply, throttle) = {
         let mut s = state.lock().expect("fake hub state");
-        match origin {
+        let reply = match origin {
             Origin::Hub => route_hub(&req, &mut s, cdn),
             Origin::Cdn => route_cdn(&req, &mut s),
-        }
+        };
+        (reply, s.throttle)
     };
     let status = reply.status;
     let file = reply.file.clone();
-    let sent = write_reply(stream, &req, reply);
+    let sent = write_reply(stream, &req, reply, throttle);
     state
         .lock()
         .expect("fake hub state")
@@ -405,7 +413,7 @@ fn serve(stream: TcpStream, origin: Origin, state: &Mutex<State>, cdn: SocketAdd
 }
 
 /// Writes the answer; returns the body bytes sent.
-fn write_reply(mut stream: TcpStream, req: &Request, reply: Reply) -> u64 {
+fn write_reply(mut stream: TcpStream, req: &Request, reply: Reply, throttle: u64) -> u64 {
     let (body, cut_after): (Vec<u8>, Option<u64>) = match reply.body {
         Body::Bytes(b) => (b, None),
         Body::File {
@@ -439,10 +447,19 @@ fn write_reply(mut stream: TcpStream, req: &Request, reply: Reply) -> u64 {
         return 0;
     }
     let n = cut_after.map_or(body.len(), |c| (c as usize).min(body.len()));
-    let sent = match stream.write_all(&body[..n]) {
-        Ok(()) => n as u64,
-        Err(_) => 0,
-    };
+    let chunk = if throttle > 0 { 64 << 10 } else { n.max(1) };
+    let mut sent = 0u64;
+    for piece in body[..n].chunks(chunk) {
+        if stream.write_all(piece).is_err() {
+            break;
+        }
+        sent += piece.len() as u64;
+        if throttle > 0 {
+            std::thread::sleep(std::time::Duration::from_secs_f64(
+                piece.len() as f64 / throttle as f64,
+            ));
+        }
+    }
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Both);
     sent
