@@ -2,8 +2,9 @@
 //! would, against a loopback server that speaks the Hub's protocol (`HF_ENDPOINT`) serving a
 //! `tiny` random checkpoint.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use gossamer_checkpoint::synth::{self, Preset, SynthOptions};
@@ -73,6 +74,31 @@ impl Machine {
             cmd.env(k, v);
         }
         cmd.output().expect("run gossamer")
+    }
+
+    /// Runs with `input` on standard input (a pipe, not a terminal).
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gossamer"))
+            .args(["--threads", "2"])
+            .args(args)
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_HUB_OFFLINE")
+            .env("HF_HOME", self.home.path())
+            .env("HF_ENDPOINT", &self.endpoint)
+            .env("NO_PROXY", "127.0.0.1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run gossamer");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
@@ -265,4 +291,48 @@ fn bad_references_and_hub_errors_are_one_clear_line() {
     std::fs::write(m.home.path().join("token"), "hf_secret\n").unwrap();
     let (out, _) = m.ok(&["pull", "openai/gated-tiny"], &[]);
     assert!(Path::new(out.trim_end()).join("config.json").exists());
+}
+
+#[test]
+fn the_first_command_pulls_gpt_oss_20b_and_chats() {
+    // The README's `gossamer chat`, with the tiny checkpoint standing in for gpt-oss-20b.
+    let hub = FakeHub::start();
+    hub.push("openai/gpt-oss-20b", "main", tiny_files());
+    let m = Machine::new(&hub);
+    let chat = [
+        "chat",
+        "--events",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "3",
+        "--date",
+        "none",
+    ];
+    let refused = m.run_with_stdin(&chat, "Hello\n/quit\n");
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(refused.stderr).unwrap(),
+        "error: openai/gpt-oss-20b is not downloaded yet: run `gossamer pull openai/gpt-oss-20b` first, or pass --yes to download it now\n"
+    );
+
+    let mut with_yes = chat.to_vec();
+    with_yes.push("--yes");
+    let out = m.run_with_stdin(&with_yes, "Hello\n/quit\n");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("openai/gpt-oss-20b: 3 files, 100.3 MiB"),
+        "{stderr}"
+    );
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "turn_end").count(),
+        1,
+        "{events:?}"
+    );
 }
