@@ -586,7 +586,8 @@ fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
     }
     println!("| model | threads | precision | test | t/s | GB/s |");
     println!("|---|---|---|---|---|---|");
-    let name = ck.dir.display();
+    // What the user named (a folder, or a repository rather than its snapshot path).
+    let name = &a.model;
     let prec = precision_name(precision);
     let depth = if a.depth > 0 {
         format!(" @ d{}", a.depth)

@@ -131,7 +131,7 @@ impl HubClient {
             .limit(64 << 20)
             .read_to_vec()
             .map_err(|e| HubError::Unreachable {
-                endpoint: self.endpoint.to_string(),
+                endpoint: self.endpoint.as_str().trim_end_matches('/').to_string(),
                 detail: e.to_string(),
             })?;
         let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| HubError::Protocol {

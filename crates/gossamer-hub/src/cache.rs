@@ -239,6 +239,8 @@ impl HubCache {
         let refs_dir = dir.join("refs");
         let mut refs: Vec<(String, String)> = walk_files(&refs_dir)?
             .into_iter()
+            // `.main.123.tmp`: a ref being written (or left by a crash), not a ref.
+            .filter(|(rel, _)| !rel.rsplit('/').next().unwrap_or("").starts_with('.'))
             .filter_map(|(rel, path)| {
                 let commit = fs::read_to_string(path).ok()?.trim().to_string();
                 is_commit_hash(&commit).then_some((rel, commit))
