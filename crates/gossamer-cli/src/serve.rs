@@ -82,6 +82,7 @@ pub fn run(a: ServeArgs, precision: Precision, yes: bool) -> Result<()> {
     let state = Arc::new(AppState {
         engine,
         model_id: model_id.clone(),
+        aliases: vec![a.model.clone()],
         created: gossamer_server::chat_output::unix_now(),
         metrics,
         store: Arc::new(store),

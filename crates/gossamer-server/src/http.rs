@@ -36,8 +36,11 @@ const MAX_BODY_BYTES: usize = 32 << 20;
 /// Everything the handlers share.
 pub struct AppState {
     pub engine: Engine,
-    /// The id clients pass as `model`.
+    /// The id clients pass as `model` (the one `/v1/models` lists).
     pub model_id: String,
+    /// Other names accepted for it (the reference it was started with, such as
+    /// `openai/gpt-oss-20b` when the id is `gpt-oss-20b`).
+    pub aliases: Vec<String>,
     pub created: u64,
     pub metrics: PrometheusHandle,
     /// Stored responses (`store: true`), for `previous_response_id` and `GET`.
@@ -112,7 +115,7 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError>
 impl AppState {
     /// 404 `model_not_found` unless `model` is the served one.
     pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
-        if model == self.model_id {
+        if model == self.model_id || self.aliases.iter().any(|a| a == model) {
             return Ok(());
         }
         Err(ApiError {
