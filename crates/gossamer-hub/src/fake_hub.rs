@@ -393,23 +393,42 @@ fn serve(stream: TcpStream, origin: Origin, state: &Mutex<State>, cdn: SocketAdd
         };
         (reply, s.throttle)
     };
-    let status = reply.status;
-    let file = reply.file.clone();
-    let sent = write_reply(stream, &req, reply, throttle);
-    state
-        .lock()
-        .expect("fake hub state")
-        .log
-        .push(LoggedRequest {
+    // Logged before the answer goes out: a client that has its answer must find it in the
+    // log (tests read the log right after a call returns).
+    let planned = match (&reply.body, req.method.as_str()) {
+        (_, "HEAD") => 0,
+        (Body::Bytes(b), _) => b.len() as u64,
+        (
+            Body::File {
+                start,
+                end,
+                cut_after,
+                ..
+            },
+            _,
+        ) => cut_after.map_or((end - start) as u64, |c| c.min((end - start) as u64)),
+    };
+    let index = {
+        let mut s = state.lock().expect("fake hub state");
+        s.log.push(LoggedRequest {
             origin,
             method: req.method.clone(),
             target: req.target.clone(),
             range: req.header("range").map(str::to_string),
             authorization: req.header("authorization").map(str::to_string),
-            status,
-            file,
-            body_bytes: sent,
+            status: reply.status,
+            file: reply.file.clone(),
+            body_bytes: planned,
         });
+        s.log.len() - 1
+    };
+    let sent = write_reply(stream, &req, reply, throttle);
+    if sent != planned {
+        // The client left early: record what really went out.
+        if let Some(entry) = state.lock().expect("fake hub state").log.get_mut(index) {
+            entry.body_bytes = sent;
+        }
+    }
 }
 
 /// Writes the answer; returns the body bytes sent.
