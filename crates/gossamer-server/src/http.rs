@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -78,7 +77,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Counts a finished request for `/metrics`.
+/// The response of a handler's result, counted for `/metrics` by endpoint and status.
+fn counted(endpoint: &'static str, result: Result<Response, ApiError>) -> Response {
+    let status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.status,
+    };
+    count(endpoint, status);
+    tracing::debug!(endpoint, status, "request answered");
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
 fn count(endpoint: &'static str, status: u16) {
     metrics::counter!("gossamer_http_requests_total", "endpoint" => endpoint, "status" => status.to_string())
         .increment(1);
@@ -193,19 +202,7 @@ async fn chat_completions(
     State(s): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = chat_completions_inner(s, body).await;
-    let status = match &result {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.status,
-    };
-    count("chat_completions", status);
-    tracing::debug!(
-        status,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "chat completion"
-    );
-    result.unwrap_or_else(IntoResponse::into_response)
+    counted("chat_completions", chat_completions_inner(s, body).await)
 }
 
 async fn chat_completions_inner(
@@ -296,13 +293,7 @@ async fn get_response(State(s): State<Shared>, Path(id): Path<String>) -> Respon
         Ok(None) => Err(response_not_found(&id, None)),
         Err(e) => Err(e),
     };
-    count(
-        "responses_get",
-        result
-            .as_ref()
-            .map_or_else(|e| e.status, |r| r.status().as_u16()),
-    );
-    result.unwrap_or_else(IntoResponse::into_response)
+    counted("responses_get", result)
 }
 
 async fn delete_response(State(s): State<Shared>, Path(id): Path<String>) -> Response {
@@ -314,17 +305,11 @@ async fn delete_response(State(s): State<Shared>, Path(id): Path<String>) -> Res
         Ok(false) => Err(response_not_found(&id, None)),
         Err(e) => Err(e),
     };
-    result.into_response()
+    counted("responses_delete", result.map(IntoResponse::into_response))
 }
 
 async fn responses(State(s): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
-    let result = responses_inner(s, body).await;
-    let status = match &result {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.status,
-    };
-    count("responses", status);
-    result.unwrap_or_else(IntoResponse::into_response)
+    counted("responses", responses_inner(s, body).await)
 }
 
 /// What a finished response leaves behind: the object, stored with the context a
