@@ -11,6 +11,10 @@
 //!   value, two significant bits times a power of two, is exact in bf16), products are
 //!   accumulated in f32.
 //!
+//! In the fast precision the bf16 tiles give each (row, token) one `vdpbf16ps` chain over
+//! the row from zero, reduced by a fixed tree: the canonical bf16 arithmetic of
+//! batch-invariant products, the one-token kernel's ([`crate::simd::dot_bf16_bf16`]) too.
+//!
 //! Panels and activations share one element order inside each block of 32, which is all a
 //! dot product needs: "pair order" (evens then odds, [`crate::simd::to_pair_order`]) for f32
 //! panels and MXFP4, storage order for bf16 weights used directly by the fast path.
@@ -384,15 +388,7 @@ fn tile_bf16(
     let _ = tiles;
     for (r, row) in rows.iter().enumerate() {
         for (j, xr) in xs.chunks_exact(k).enumerate() {
-            let mut acc = [0f32; 16];
-            for (wc, xc) in row.chunks_exact(32).zip(xr.chunks_exact(32)) {
-                for l in 0..16 {
-                    let pair = bf16::to_f32(wc[2 * l]) * bf16::to_f32(xc[2 * l])
-                        + bf16::to_f32(wc[2 * l + 1]) * bf16::to_f32(xc[2 * l + 1]);
-                    acc[l] += pair;
-                }
-            }
-            tile[r][j] = acc.iter().sum();
+            tile[r][j] = simd::dot_bf16_bf16_scalar(row, xr);
         }
     }
 }
@@ -542,8 +538,9 @@ mod x86 {
     }
 
     /// bf16 twin of [`tile_f32`]: 32 elements per step, `vdpbf16ps` adds each lane's pair
-    /// of products into an f32 accumulator.
-    #[allow(clippy::needless_range_loop)]
+    /// of products into an f32 accumulator. Each (row, token) is one chain from zero,
+    /// reduced by the fixed tree: [`crate::simd::x86::bf16_chains`], the canonical bf16
+    /// arithmetic the one-token kernel ([`crate::simd::dot_bf16_bf16`]) also has.
     #[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx512bw")]
     pub unsafe fn tile_bf16<const T: usize>(
         w: [*const u16; MR],
@@ -551,32 +548,10 @@ mod x86 {
         k: usize,
         out: &mut [[f32; NR]; MR],
     ) {
-        // SAFETY (loads): i + 32 <= k. The transmutes reinterpret 64 bytes of bf16 bits as
-        // the bf16 vector type, the same size and layout.
-        let load =
-            |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
-        // First step from a fresh zero per accumulator (see `tile_f32`).
-        let wv: [__m512bh; MR] = std::array::from_fn(|r| load(w[r]));
-        let mut acc: [[__m512; T]; MR] = std::array::from_fn(|r| {
-            std::array::from_fn(|t| {
-                _mm512_dpbf16_ps(_mm512_setzero_ps(), wv[r], load(x.add(t * k)))
-            })
-        });
-        let mut i = 32;
-        while i < k {
-            let wv: [__m512bh; MR] = std::array::from_fn(|r| load(w[r].add(i)));
-            for t in 0..T {
-                let xv = load(x.add(t * k + i));
-                for r in 0..MR {
-                    acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
-                }
-            }
-            i += 32;
-        }
-        for r in 0..MR {
-            for t in 0..T {
-                out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
-            }
+        // SAFETY: forwarded from the caller (the same contract).
+        let r = crate::simd::x86::bf16_chains::<MR, T>(w, x, k, None);
+        for (o, v) in out.iter_mut().zip(&r) {
+            o[..T].copy_from_slice(v);
         }
     }
 
@@ -794,6 +769,39 @@ mod tests {
                     .map(|_| bf16::from_f32_rne(unit(next()) * 3.0))
                     .collect();
                 check(&Matrix::bf16(&w, rows, cols), &x, n, precision)?;
+            }
+        }
+    }
+
+    /// The fast precision's bf16 tiles are the canonical bf16 arithmetic: every (row, token)
+    /// of the GEMM has the bits of the one-token kernel for that row and token, which is what
+    /// lets a batch-invariant product send many tokens through the GEMM and one through the
+    /// one-token kernel.
+    #[test]
+    fn bf16_tiles_are_the_one_token_chains_bit_for_bit() {
+        if !has_bf16_dot() {
+            return;
+        }
+        let (rows, cols) = (23, 2880);
+        let mut next = xorshift(11);
+        let w: Vec<u16> = (0..rows * cols)
+            .map(|_| bf16::from_f32_rne(unit(next()) * 0.3))
+            .collect();
+        let m = Matrix::bf16(&w, rows, cols);
+        for n in [1, 5, 6, 7, 40, 70] {
+            let x: Vec<f32> = (0..n * cols).map(|_| unit(next()) * 4.0).collect();
+            let mut y = vec![0f32; n * rows];
+            gemm(&m, &x, n, &mut y, Precision::Fast);
+            for t in 0..n {
+                let xb = to_bf16(&x[t * cols..(t + 1) * cols], Tiles::Simd);
+                for r in 0..rows {
+                    let alone = simd::dot_bf16_bf16(&w[r * cols..(r + 1) * cols], &xb);
+                    assert_eq!(
+                        y[t * rows + r].to_bits(),
+                        alone.to_bits(),
+                        "{n} tokens: row {r}, token {t}"
+                    );
+                }
             }
         }
     }

@@ -7,6 +7,15 @@
 //! loop, the activations are permuted once per matrix product into "pair order": within each
 //! block of 32, the 16 even-indexed values, then the 16 odd-indexed ones
 //! ([`to_pair_order`]). The kernels then widen weights with shifts and masks only.
+//!
+//! The fast precision's kernels (bf16 activations, `vdpbf16ps`, AVX512-BF16) are also the
+//! canonical arithmetic of batch-invariant products (`docs/numerics.md`): one arithmetic
+//! per weight format, for a lone token ([`dot_mxfp4_bf16`], [`dot_bf16_bf16`]) and for
+//! several at once ([`dot_mxfp4_bf16_band`], [`dot_bf16_bf16_band`]: each weight block
+//! loaded and decoded once for several tokens, each (row, token) summed on its own with
+//! the lone token's operations in the lone token's order), so a token's result has the same
+//! bits whatever else shares the product. The tests check that bit for bit, and each
+//! kernel against its scalar twin.
 
 use std::sync::OnceLock;
 
@@ -173,18 +182,107 @@ pub fn to_mxfp4_bf16_order(x: &[f32], out: &mut [u16]) {
 }
 
 /// `Σ W[i]·x[i]` for one MXFP4 row against bf16 activations in [`to_mxfp4_bf16_order`]: the
-/// fast precision's decode product (`vdpbf16ps`, products exact, sums in f32). The caller
-/// checked [`crate::gemm::has_bf16_dot`].
+/// fast precision's decode product (`vdpbf16ps`, products exact, sums in f32), and the
+/// canonical MXFP4 arithmetic of batch-invariant products: it is
+/// [`dot_mxfp4_bf16_multi`] for one token. Without AVX512-BF16, the scalar twin.
 #[inline]
 pub fn dot_mxfp4_bf16(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
+    let mut out = [0f32; 1];
+    dot_mxfp4_bf16_multi::<1>(blocks, scales, xb, &mut out);
+    out[0]
+}
+
+/// One MXFP4 row against `T` tokens: `xs` holds the tokens' bf16 activations one after
+/// another, each in [`to_mxfp4_bf16_order`]; `out[t]` receives token `t`'s product. Each
+/// 64-byte quad of the row is loaded and decoded once for all `T` tokens, and each token's
+/// sum is accumulated on its own with exactly the operations, in exactly the order, that
+/// [`dot_mxfp4_bf16`] uses for it alone (per quad: four `vdpbf16ps` chained from zero,
+/// then one FMA by the four blocks' scales into the token's total; tail blocks one at a
+/// time; the total reduced by the fixed tree of [`hsum16`]). So a token's result is the
+/// same bits whatever `T` and whichever slot it has. Without AVX512-BF16, the scalar twin
+/// token by token.
+#[inline]
+pub fn dot_mxfp4_bf16_multi<const T: usize>(
+    blocks: &[u8],
+    scales: &[u8],
+    xs: &[u16],
+    out: &mut [f32; T],
+) {
+    let k = scales.len() * PAIR_BLOCK;
     assert_eq!(blocks.len(), scales.len() * 16);
-    assert_eq!(xb.len(), scales.len() * PAIR_BLOCK);
+    assert_eq!(xs.len(), T * k);
     #[cfg(target_arch = "x86_64")]
     if crate::gemm::has_bf16_dot() {
-        // SAFETY: avx512f/bw/vl/bf16 detected (has_bf16_dot); the lengths agree (asserted).
-        return unsafe { x86::dot_mxfp4_bf16_avx512(blocks, scales, xb) };
+        // SAFETY: avx512f/bw/vl/bf16 detected (has_bf16_dot); blocks and scales agree and
+        // xs holds T tokens of 32·scales.len() (asserted).
+        unsafe { x86::dot_mxfp4_bf16_multi::<T>(blocks, scales, xs, out) };
+        return;
     }
-    dot_mxfp4_bf16_scalar(blocks, scales, xb)
+    dot_mxfp4_bf16_multi_scalar(blocks, scales, xs, out);
+}
+
+/// Scalar twin of [`dot_mxfp4_bf16_multi`]: each token through [`dot_mxfp4_bf16_scalar`].
+pub fn dot_mxfp4_bf16_multi_scalar(blocks: &[u8], scales: &[u8], xs: &[u16], out: &mut [f32]) {
+    let k = scales.len() * PAIR_BLOCK;
+    assert_eq!(xs.len(), out.len() * k);
+    for (o, x) in out.iter_mut().zip(xs.chunks_exact(k.max(1))) {
+        *o = dot_mxfp4_bf16_scalar(blocks, scales, x);
+    }
+}
+
+/// Most tokens per pass of [`dot_mxfp4_bf16_band`] over its rows: four tokens' bf16
+/// activations (4 × 2880 × 2 B = 23 KB for gpt-oss) stay in the 32 KB L1 while the rows
+/// stream by. More tokens per decode of a row re-read them from L2 for every row, which
+/// measured slower on Zen 4 (one core, one row at a time, rows in L2: 62 ns per row and
+/// token for one token, 41 for 2, 36 for 3, 34 for 4 and 5, 37 for 6, 52 for 8).
+pub const MXFP4_TOKENS: usize = 4;
+
+/// `out[t·width + i] = W[r0 + i]·x_t` for the `width = out.len() / n` rows from `r0` of the
+/// MXFP4 matrix (`blocks`, `scales`; `k` columns) and the `n` tokens of `xs` (bf16, each in
+/// [`to_mxfp4_bf16_order`], one after another): each (row, token) bit for bit what
+/// [`dot_mxfp4_bf16`] gives it alone, whatever `n`, `r0` and `width`. Two rows from the two
+/// halves of the band at a time (two sequential streams for the memory, which keeps it
+/// busier than one: 20b rows streamed at about 70 ns per row instead of 100 on one Zen 4
+/// core),
+/// each row decoded once for up to [`MXFP4_TOKENS`] tokens.
+pub fn dot_mxfp4_bf16_band(
+    blocks: &[u8],
+    scales: &[u8],
+    k: usize,
+    r0: usize,
+    xs: &[u16],
+    n: usize,
+    out: &mut [f32],
+) {
+    assert!(k.is_multiple_of(PAIR_BLOCK));
+    assert_eq!(xs.len(), n * k);
+    assert!(
+        n > 0 && out.len().is_multiple_of(n),
+        "dot_mxfp4_bf16_band: output size"
+    );
+    let width = out.len() / n;
+    let g = k / PAIR_BLOCK;
+    assert!(
+        scales.len() >= (r0 + width) * g && blocks.len() >= (r0 + width) * g * 16,
+        "dot_mxfp4_bf16_band: rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::has_bf16_dot() {
+        // SAFETY: avx512f/bw/vl/bf16 detected; rows r0..r0+width lie inside blocks and
+        // scales, xs holds n tokens of k (asserted above).
+        unsafe { x86::mxfp4_band(blocks, scales, k, r0, xs, n, out) };
+        return;
+    }
+    for t in 0..n {
+        for i in 0..width {
+            let r = r0 + i;
+            out[t * width + i] = dot_mxfp4_bf16_scalar(
+                &blocks[r * g * 16..(r + 1) * g * 16],
+                &scales[r * g..(r + 1) * g],
+                &xs[t * k..(t + 1) * k],
+            );
+        }
+    }
 }
 
 /// Low and high bytes of each E2M1 code's bf16 value (the tables of the byte shuffles).
@@ -196,8 +294,10 @@ const E2M1_BF16_HI: [u8; 16] = [
 ];
 
 /// `Σ w[i]·x[i]` for a bf16 row against bf16 activations, both in storage order: the fast
-/// precision's decode product for bf16 weights (`vdpbf16ps`, half the instructions of
-/// widening to f32). The caller checked [`crate::gemm::has_bf16_dot`].
+/// precision's product for bf16 weights and the canonical bf16 arithmetic of batch-invariant
+/// products: one `vdpbf16ps` chain over the 32-element blocks, from zero, reduced by the
+/// fixed tree of [`hsum16`] (what each (row, token) of the prefill GEMM's bf16 tiles does,
+/// and [`dot_bf16_bf16_band`] for every row). Without AVX512-BF16, the scalar twin.
 #[inline]
 pub fn dot_bf16_bf16(w: &[u16], xb: &[u16]) -> f32 {
     assert_eq!(w.len(), xb.len());
@@ -205,12 +305,81 @@ pub fn dot_bf16_bf16(w: &[u16], xb: &[u16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if crate::gemm::has_bf16_dot() {
         // SAFETY: avx512f/bw/vl/bf16 detected; equal lengths, a multiple of 32 (asserted).
-        return unsafe { x86::dot_bf16_bf16_avx512(w, xb) };
+        return unsafe { x86::bf16_chains::<1, 1>([w.as_ptr()], xb.as_ptr(), w.len(), None)[0][0] };
     }
     dot_bf16_bf16_scalar(w, xb)
 }
 
-/// Scalar twin of [`dot_bf16_bf16`]: pairs of products summed in 16 lanes.
+/// Rows in flight in [`dot_bf16_bf16_band`] for several tokens: four independent chains per
+/// token, and each activation load serves four rows.
+pub const BF16_ROWS: usize = 4;
+
+/// Rows in flight in [`dot_bf16_bf16_band`] for one token (1, 2 or 4): one, row after
+/// row. A lone token is bound by memory, and in the 20b decode on two Zen 4 cores one
+/// sequential stream per core ran as fast as the former two-accumulator kernel, where four
+/// or two rows in flight (more streams) ran 2 % slower (an A/B of 8 rounds; one core
+/// alone prefers four: 24 GB/s against 22).
+pub const BF16_ROWS_ONE_TOKEN: usize = 1;
+
+/// Most tokens per pass of [`dot_bf16_bf16_band`] over its rows (4 rows × 6 tokens of
+/// accumulators, 4 weight registers and one activation register fit in 32).
+pub const BF16_TOKENS: usize = 6;
+
+/// `out[t·width + i] = w[r0 + i]·x_t` for the `width = out.len() / n` rows from `r0` of the
+/// row-major bf16 matrix `w` (`k` columns) and the `n` tokens of `xs` (bf16 in storage order,
+/// one after another): each (row, token) one `vdpbf16ps` chain, bit for bit what
+/// [`dot_bf16_bf16`] gives it alone, whatever `n`, `r0` and `width`. Several tokens: the
+/// rows are walked as [`BF16_ROWS`] equal bands side by side, each band sequentially: four
+/// chains in flight per token, and four sequential streams for the memory (four *adjacent*
+/// rows at once, one 5.6 KB row after the other, streamed from memory at two thirds of the
+/// speed on Zen 4), with the next rows prefetched while the first group of tokens goes by.
+/// One token: [`BF16_ROWS_ONE_TOKEN`] rows at a time.
+pub fn dot_bf16_bf16_band(w: &[u16], k: usize, r0: usize, xs: &[u16], n: usize, out: &mut [f32]) {
+    assert!(k.is_multiple_of(PAIR_BLOCK));
+    assert_eq!(xs.len(), n * k);
+    assert!(
+        n > 0 && out.len().is_multiple_of(n),
+        "dot_bf16_bf16_band: output size"
+    );
+    let width = out.len() / n;
+    assert!(w.len() >= (r0 + width) * k, "dot_bf16_bf16_band: rows");
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::has_bf16_dot() {
+        // SAFETY: avx512f/bw/vl/bf16 detected; every row pointer is at a row inside `w`
+        // (asserted above), the token pointers at whole tokens of `xs`, k % 32 == 0.
+        unsafe { x86::bf16_band(w, k, r0, xs, n, out) };
+        return;
+    }
+    for t in 0..n {
+        for i in 0..width {
+            let r = r0 + i;
+            out[t * width + i] =
+                dot_bf16_bf16_scalar(&w[r * k..(r + 1) * k], &xs[t * k..(t + 1) * k]);
+        }
+    }
+}
+
+/// `n` tokens as consecutive groups of at most `most`, as even as possible (10 by 4: 3, 3,
+/// 4), as `(first token, count)`: the passes of the multi-token kernels.
+pub fn token_groups(n: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+    let groups = n.div_ceil(most).max(1);
+    (0..groups).map(move |i| {
+        let start = i * n / groups;
+        (start, (i + 1) * n / groups - start)
+    })
+}
+
+/// The fixed reduction of 16 lanes every canonical kernel ends with: lanes `i` and `i + 8`,
+/// then `i` and `i + 4`, then `i` and `i + 2`, then the last two (the SIMD form is
+/// `x86::hsum`).
+pub fn hsum16(v: &[f32; 16]) -> f32 {
+    let s8: [f32; 8] = std::array::from_fn(|i| v[i] + v[i + 8]);
+    let s4: [f32; 4] = std::array::from_fn(|i| s8[i] + s8[i + 4]);
+    let s2: [f32; 2] = std::array::from_fn(|i| s4[i] + s4[i + 2]);
+    s2[0] + s2[1]
+}
+
+/// Scalar twin of [`dot_bf16_bf16`]: pairs of products summed in 16 lanes, one chain.
 pub fn dot_bf16_bf16_scalar(w: &[u16], xb: &[u16]) -> f32 {
     let mut acc = [0f32; 16];
     for (wc, xc) in w.chunks_exact(32).zip(xb.chunks_exact(32)) {
@@ -219,7 +388,7 @@ pub fn dot_bf16_bf16_scalar(w: &[u16], xb: &[u16]) -> f32 {
                 + crate::bf16::to_f32(wc[2 * l + 1]) * crate::bf16::to_f32(xc[2 * l + 1]);
         }
     }
-    acc.iter().sum()
+    hsum16(&acc)
 }
 
 /// Scalar twin of [`dot_mxfp4_bf16`], same activation order.
@@ -268,7 +437,7 @@ fn from_pair_order(xp: &[f32]) -> Vec<f32> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     /// 32 bf16 weights per step: one 64-byte load holds 16 words of (even, odd) pairs; the
@@ -383,83 +552,342 @@ mod x86 {
     /// 512–2048 were measured no better. bf16 rows gained nothing and have none.
     const PREFETCH_AHEAD: usize = 256;
 
-    /// Four blocks per 64-byte load, against bf16 activations: shifting the 16-bit words
-    /// by 0, 4, 8 and 12 brings each of their four nibbles to the bottom, where `vpermw`
-    /// looks its bf16 value up in a 32-word table (the 16 values twice, so the bit above the
-    /// nibble does not matter); `vdpbf16ps` then multiplies 32 pairs per instruction. Words
-    /// 8L..8L+8 of every register come from block L, so the four blocks' scales apply per
-    /// 128-bit lane, once per group.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub unsafe fn dot_mxfp4_bf16_avx512(blocks: &[u8], scales: &[u8], xb: &[u16]) -> f32 {
+    /// The fixed reduction tree of [`super::hsum16`]: lanes `i` and `i + 8`, then `i` and
+    /// `i + 4`, then `i` and `i + 2`, then the last two. Written out rather than left to
+    /// `_mm512_reduce_add_ps`, so that every kernel whose results must agree bit for bit
+    /// provably sums its lanes the same way.
+    ///
+    /// Safety: the CPU has avx512f.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn hsum(v: __m512) -> f32 {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        let s8 = _mm256_add_ps(lo, hi);
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2));
+        _mm_cvtss_f32(s1)
+    }
+
+    /// The 16 E2M1 values as bf16 words, twice (`vpermw` reads 5 index bits; the bit above
+    /// the nibble then does not matter).
+    ///
+    /// Safety: the CPU has avx512f.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn e2m1_bf16_table() -> __m512i {
         let mut table = [0u16; 32];
         for (i, t) in table.iter_mut().enumerate() {
             *t = (super::E2M1_BF16_HI[i % 16] as u16) << 8 | super::E2M1_BF16_LO[i % 16] as u16;
         }
-        let table = _mm512_loadu_si512(table.as_ptr().cast());
-        let (bp, xq) = (blocks.as_ptr(), xb.as_ptr());
+        // SAFETY: 64 bytes read from a 64-byte array.
+        _mm512_loadu_si512(table.as_ptr().cast())
+    }
+
+    /// One MXFP4 row against `T` tokens (see [`super::dot_mxfp4_bf16_multi`]): the rows
+    /// kernel for one row.
+    ///
+    /// Safety: the CPU has avx512f/bw/vl/bf16; `blocks.len() == 16·scales.len()` and
+    /// `xs.len() == T·32·scales.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn dot_mxfp4_bf16_multi<const T: usize>(
+        blocks: &[u8],
+        scales: &[u8],
+        xs: &[u16],
+        out: &mut [f32; T],
+    ) {
+        let r = mxfp4_rows::<1, T>(
+            [blocks.as_ptr()],
+            [scales.as_ptr()],
+            scales.len(),
+            xs.as_ptr(),
+        );
+        *out = r[0];
+    }
+
+    /// `R` MXFP4 rows of `groups` blocks (`blocks[r]`: `16·groups` bytes, `scales[r]`:
+    /// `groups`) against `T` tokens (`xs`: `T·32·groups` bf16, each token in
+    /// [`super::to_mxfp4_bf16_order`]). Four blocks per 64-byte load: shifting the 16-bit
+    /// words by 0, 4, 8 and 12 brings each of their four nibbles to the bottom, where
+    /// `vpermw` looks its bf16 value up in the table; `vdpbf16ps` then multiplies 32 pairs
+    /// per instruction. Words 8L..8L+8 of every register come from block L, so the four
+    /// blocks' scales apply per 128-bit lane, once per group. Each row's four decoded
+    /// registers serve every token, each activation load every row; every (row, token)
+    /// keeps its own total, computed with exactly the operations of the one-row one-token
+    /// case: per quad four `vdpbf16ps` chained from zero, then one FMA by the group's
+    /// scales into the total; tail blocks one at a time; [`hsum`] at the end.
+    ///
+    /// Safety: the CPU has avx512f/bw/vl/bf16; the pointers cover the sizes above.
+    #[allow(clippy::needless_range_loop)] // part[r][t] by index reads clearest here
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub unsafe fn mxfp4_rows<const R: usize, const T: usize>(
+        blocks: [*const u8; R],
+        scales: [*const u8; R],
+        groups: usize,
+        xs: *const u16,
+    ) -> [[f32; T]; R] {
+        let table = e2m1_bf16_table();
+        let k = groups * 32;
         let load_bh =
             |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
         let as_bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
-        let quads = scales.len() / super::QUAD_BLOCKS;
-        let mut total = _mm512_setzero_ps();
+        let quads = groups / super::QUAD_BLOCKS;
+        let mut total = [[_mm512_setzero_ps(); T]; R];
         for q in 0..quads {
-            // SAFETY (loads in this loop): quad q is blocks[64q..64q+64], scales[4q..4q+4] and
-            // xb[128q..128q+128], inside the slices since q < scales.len() / 4. The transmutes
-            // reinterpret 64 bytes of bf16 bits as the bf16 vector type (same size).
-            // Past the end of the slice is harmless: a prefetch never faults.
-            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(64 * q + PREFETCH_AHEAD).cast());
-            let w = _mm512_loadu_si512(bp.add(64 * q).cast());
-            let n0 = as_bh(_mm512_permutexvar_epi16(w, table));
-            let n1 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<4>(w), table));
-            let n2 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<8>(w), table));
-            let n3 = as_bh(_mm512_permutexvar_epi16(_mm512_srli_epi16::<12>(w), table));
-            let x = xq.add(128 * q);
-            let mut part = _mm512_dpbf16_ps(_mm512_setzero_ps(), n0, load_bh(x));
-            part = _mm512_dpbf16_ps(part, n1, load_bh(x.add(32)));
-            part = _mm512_dpbf16_ps(part, n2, load_bh(x.add(64)));
-            part = _mm512_dpbf16_ps(part, n3, load_bh(x.add(96)));
-            let scale = group_scales(&scales[4 * q..4 * q + 4]);
-            total = _mm512_fmadd_ps(part, scale, total);
+            // SAFETY (loads in this loop): quad q is blocks[r][64q..64q+64],
+            // scales[r][4q..4q+4] and, for token t, xs[tk+128q..tk+128q+128], inside the
+            // buffers since q < groups / 4 and t < T. The transmutes reinterpret 64 bytes of
+            // bf16 bits as the bf16 vector type (same size).
+            let w: [__m512i; R] = std::array::from_fn(|r| {
+                // Past the end of the buffer is harmless: a prefetch never faults.
+                _mm_prefetch::<_MM_HINT_T0>(blocks[r].wrapping_add(64 * q + PREFETCH_AHEAD).cast());
+                _mm512_loadu_si512(blocks[r].add(64 * q).cast())
+            });
+            let mut part = [[_mm512_setzero_ps(); T]; R];
+            for s in 0..4 {
+                let shift = _mm512_set1_epi64(4 * s as i64);
+                let v: [__m512bh; R] = std::array::from_fn(|r| {
+                    as_bh(_mm512_permutexvar_epi16(
+                        _mm512_srl_epi16(w[r], _mm512_castsi512_si128(shift)),
+                        table,
+                    ))
+                });
+                for t in 0..T {
+                    let x = load_bh(xs.add(t * k + 128 * q + 32 * s));
+                    for r in 0..R {
+                        part[r][t] = _mm512_dpbf16_ps(part[r][t], v[r], x);
+                    }
+                }
+            }
+            for r in 0..R {
+                let four = std::slice::from_raw_parts(scales[r].add(4 * q), 4);
+                let scale = group_scales(four);
+                for t in 0..T {
+                    total[r][t] = _mm512_fmadd_ps(part[r][t], scale, total[r][t]);
+                }
+            }
         }
         // The last blocks when a row is not a whole number of quads (2880 columns = 22 quads
         // and 2 blocks), in storage order, one block per step: as slow as the scalar twin
         // they used to go through, they took 40 % of a 20b expert row's time.
-        for (g, &s) in scales.iter().enumerate().skip(quads * super::QUAD_BLOCKS) {
-            // SAFETY: block g is blocks[16g..16g+16] and xb[32g..32g+32], inside the slices
-            // since g < scales.len().
-            let wide = _mm512_cvtepu8_epi32(_mm_loadu_si128(bp.add(16 * g).cast()));
-            // Word 2k holds byte k (vpermw reads its low nibble, the duplicated table makes
-            // bit 4 harmless); word 2k+1 holds byte k shifted right by 4.
-            let idx = _mm512_or_si512(wide, _mm512_slli_epi32::<12>(wide));
-            let values = as_bh(_mm512_permutexvar_epi16(idx, table));
-            let part = _mm512_dpbf16_ps(_mm512_setzero_ps(), values, load_bh(xq.add(32 * g)));
-            total = _mm512_fmadd_ps(part, _mm512_set1_ps(crate::mxfp4::scale(s)), total);
+        for g in quads * super::QUAD_BLOCKS..groups {
+            // SAFETY: block g is blocks[r][16g..16g+16], scales[r][g] and, for token t,
+            // xs[tk+32g..tk+32g+32], inside the buffers since g < groups.
+            let values: [__m512bh; R] = std::array::from_fn(|r| {
+                let wide = _mm512_cvtepu8_epi32(_mm_loadu_si128(blocks[r].add(16 * g).cast()));
+                // Word 2k holds byte k (vpermw reads its low nibble, the duplicated table
+                // makes bit 4 harmless); word 2k+1 holds byte k shifted right by 4.
+                let idx = _mm512_or_si512(wide, _mm512_slli_epi32::<12>(wide));
+                as_bh(_mm512_permutexvar_epi16(idx, table))
+            });
+            let scale: [__m512; R] =
+                std::array::from_fn(|r| _mm512_set1_ps(crate::mxfp4::scale(*scales[r].add(g))));
+            for t in 0..T {
+                let x = load_bh(xs.add(t * k + 32 * g));
+                for r in 0..R {
+                    let part = _mm512_dpbf16_ps(_mm512_setzero_ps(), values[r], x);
+                    total[r][t] = _mm512_fmadd_ps(part, scale[r], total[r][t]);
+                }
+            }
         }
-        _mm512_reduce_add_ps(total)
+        let mut out = [[0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                out[r][t] = hsum(total[r][t]);
+            }
+        }
+        out
     }
 
-    /// 64 bf16 products per step in two independent accumulators.
+    /// [`super::dot_mxfp4_bf16_band`]'s loops: token groups outermost (their activations
+    /// stay in L1), then rows `i` and `i + width / 2` together, then the odd row left over.
+    ///
+    /// Safety: the CPU has avx512f/bw/vl/bf16; `blocks` and `scales` hold rows
+    /// `r0..r0 + out.len() / n` of `k / 32` blocks; `xs` holds `n` tokens of `k`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub unsafe fn dot_bf16_bf16_avx512(w: &[u16], xb: &[u16]) -> f32 {
+    pub unsafe fn mxfp4_band(
+        blocks: &[u8],
+        scales: &[u8],
+        k: usize,
+        r0: usize,
+        xs: &[u16],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let g = k / 32;
+        let width = out.len() / n;
+        let half = width / 2;
+        let bp = |i: usize| blocks.as_ptr().add((r0 + i) * g * 16);
+        let sp = |i: usize| scales.as_ptr().add((r0 + i) * g);
+        for (t, count) in super::token_groups(n, super::MXFP4_TOKENS) {
+            let x = xs.as_ptr().add(t * k);
+            let mut put = |rows: &[usize], v: &[[f32; super::MXFP4_TOKENS]]| {
+                for (&i, vr) in rows.iter().zip(v) {
+                    for (c, &y) in vr[..count].iter().enumerate() {
+                        out[(t + c) * width + i] = y;
+                    }
+                }
+            };
+            macro_rules! go {
+                ($r:literal, $rows:expr) => {{
+                    let rows: [usize; $r] = $rows;
+                    let b = rows.map(|i| bp(i));
+                    let s = rows.map(|i| sp(i));
+                    let mut v = [[0f32; super::MXFP4_TOKENS]; $r];
+                    match count {
+                        1 => copy(&mut v, mxfp4_rows::<$r, 1>(b, s, g, x)),
+                        2 => copy(&mut v, mxfp4_rows::<$r, 2>(b, s, g, x)),
+                        3 => copy(&mut v, mxfp4_rows::<$r, 3>(b, s, g, x)),
+                        _ => copy(&mut v, mxfp4_rows::<$r, 4>(b, s, g, x)),
+                    }
+                    put(&rows, &v);
+                }};
+            }
+            for i in 0..half {
+                go!(2, [i, i + half]);
+            }
+            if width % 2 == 1 {
+                go!(1, [width - 1]);
+            }
+        }
+    }
+
+    /// Widens `[[f32; T]; R]` into the first `T` columns of `dst`.
+    #[inline]
+    fn copy<const R: usize, const T: usize>(
+        dst: &mut [[f32; super::MXFP4_TOKENS]; R],
+        src: [[f32; T]; R],
+    ) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            d[..T].copy_from_slice(&s);
+        }
+    }
+
+    /// `R × T` bf16 dot products of length `k` (a multiple of 32): `w` are `R` rows, `x`
+    /// holds `T` tokens of `k` one after another. Each (row, token) is one `vdpbf16ps`
+    /// chain over the 32-element blocks, starting from zero, reduced by [`hsum`]: the
+    /// canonical bf16 arithmetic, whatever `R` and `T` (the other rows and tokens are only
+    /// independent chains interleaved with it).
+    ///
+    /// Safety: the CPU has avx512f/bw/vl/bf16; every `w[r]` points at `k` readable `u16`,
+    /// `x` at `T·k`.
+    #[allow(clippy::needless_range_loop)] // acc[r][t] by index reads clearest here
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx512bw")]
+    pub unsafe fn bf16_chains<const R: usize, const T: usize>(
+        w: [*const u16; R],
+        x: *const u16,
+        k: usize,
+        next: Option<[*const u16; R]>,
+    ) -> [[f32; T]; R] {
+        // SAFETY (loads): i + 32 <= k. The transmutes reinterpret 64 bytes of bf16 bits as
+        // the bf16 vector type, the same size and layout.
         let load =
             |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
-        let (wp, xp) = (w.as_ptr(), xb.as_ptr());
-        let blocks = w.len() / 32;
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut b = 0;
-        while b + 2 <= blocks {
-            // SAFETY: blocks b and b+1 are w[32b..32b+64] and xb[32b..32b+64], inside both
-            // slices; the transmutes reinterpret 64 bytes of bf16 bits (same size).
-            acc0 = _mm512_dpbf16_ps(acc0, load(wp.add(32 * b)), load(xp.add(32 * b)));
-            acc1 = _mm512_dpbf16_ps(acc1, load(wp.add(32 * b + 32)), load(xp.add(32 * b + 32)));
-            b += 2;
+        // The first step from a fresh zero per accumulator: accumulators zeroed by VEX
+        // `vxorps` before the loop get pinned to zmm0–15 by LLVM, which then spills some.
+        let wv: [__m512bh; R] = std::array::from_fn(|r| load(w[r]));
+        let mut acc: [[__m512; T]; R] = std::array::from_fn(|r| {
+            std::array::from_fn(|t| {
+                _mm512_dpbf16_ps(_mm512_setzero_ps(), wv[r], load(x.add(t * k)))
+            })
+        });
+        let mut i = 32;
+        while i < k {
+            if let Some(next) = next {
+                for p in next {
+                    // A prefetch never faults, wherever it points.
+                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i).cast());
+                }
+            }
+            let wv: [__m512bh; R] = std::array::from_fn(|r| load(w[r].add(i)));
+            for t in 0..T {
+                let xv = load(x.add(t * k + i));
+                for r in 0..R {
+                    acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
+                }
+            }
+            i += 32;
         }
-        if b < blocks {
-            // SAFETY: the last block, w[32b..32b+32] and xb[32b..32b+32].
-            acc0 = _mm512_dpbf16_ps(acc0, load(wp.add(32 * b)), load(xp.add(32 * b)));
+        let mut out = [[0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                out[r][t] = hsum(acc[r][t]);
+            }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+        out
+    }
+
+    /// [`super::dot_bf16_bf16_band`]'s loops: `R` rows `width / R` apart (the heads of `R`
+    /// equal bands) at a time, then the rows left over one at a time; tokens in groups of up
+    /// to [`super::BF16_TOKENS`]. `R` is [`super::BF16_ROWS`], or
+    /// [`super::BF16_ROWS_ONE_TOKEN`] for one token.
+    ///
+    /// Safety: the CPU has avx512f/bw/vl/bf16; `w` holds rows `r0..r0 + out.len() / n` of
+    /// `k` (a multiple of 32) elements; `xs` holds `n` tokens of `k`.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx512bw")]
+    pub unsafe fn bf16_band(w: &[u16], k: usize, r0: usize, xs: &[u16], n: usize, out: &mut [f32]) {
+        let width = out.len() / n;
+        let r_count = if n == 1 {
+            super::BF16_ROWS_ONE_TOKEN
+        } else {
+            super::BF16_ROWS
+        };
+        let stride = width / r_count;
+        let row = |i: usize| w.as_ptr().add((r0 + i) * k);
+        // `rows` of the band against tokens t..t+count; `next`: rows to prefetch meanwhile
+        // (the next pass's, when this one is the first over its rows): the passes over rows
+        // already in cache would otherwise leave the memory idle, and the next rows would
+        // arrive at full latency.
+        let mut pass = |rows: &[usize], t: usize, count: usize, next: Option<&[usize]>| {
+            let x = xs.as_ptr().add(t * k);
+            macro_rules! go {
+                ($r:literal; $($t:literal)*) => {
+                    match count {
+                        $($t => {
+                            let v = bf16_chains::<$r, $t>(
+                                std::array::from_fn(|j| row(rows[j])),
+                                x,
+                                k,
+                                next.map(|nx| std::array::from_fn(|j| {
+                                    w.as_ptr().wrapping_add((r0 + nx[j]) * k)
+                                })),
+                            );
+                            for (j, vr) in v.iter().enumerate() {
+                                for (c, &y) in vr.iter().enumerate() {
+                                    out[(t + c) * width + rows[j]] = y;
+                                }
+                            }
+                        })*
+                        _ => unreachable!("token groups are 1 to BF16_TOKENS"),
+                    }
+                };
+            }
+            match rows.len() {
+                4 => go!(4; 1 2 3 4 5 6),
+                2 => go!(2; 1 2 3 4 5 6),
+                _ => go!(1; 1 2 3 4 5 6),
+            }
+        };
+        let mut rows = [0usize; 4];
+        let mut next = [0usize; 4];
+        for i in 0..stride {
+            for j in 0..r_count {
+                rows[j] = i + j * stride;
+                next[j] = rows[j] + 1;
+            }
+            for (t, count) in super::token_groups(n, super::BF16_TOKENS) {
+                let ahead = (n > 1 && t == 0 && i + 1 < stride).then_some(&next[..r_count]);
+                pass(&rows[..r_count], t, count, ahead);
+            }
+        }
+        for i in r_count * stride..width {
+            for (t, count) in super::token_groups(n, super::BF16_TOKENS) {
+                pass(&[i], t, count, None);
+            }
+        }
     }
 
     /// AVX2 twin of [`dot_bf16_avx512`]: two 32-byte loads per 32-element block.
@@ -693,6 +1121,168 @@ mod tests {
             prop_assert!(close(reference as f32, scalar, mag), "scalar {reference} vs {scalar}");
             let simd = dot_bf16_bf16(&w, &xb);
             prop_assert!(close(reference as f32, simd, mag), "simd {reference} vs {simd}");
+        }
+    }
+
+    /// Random bf16 bits of moderate magnitude (sign, exponent 2^-4..2^3).
+    fn random_bf16(next: &mut impl FnMut() -> u64, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let v = next();
+                (v as u16 & 0x807F) | ((123 + (v >> 16) % 8) as u16) << 7
+            })
+            .collect()
+    }
+
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    /// `dot_mxfp4_bf16_multi::<T>` with T tokens: each token's result bit for bit the
+    /// one-token kernel's, and close to the scalar twin.
+    fn check_multi<const T: usize>(
+        blocks: &[u8],
+        scales: &[u8],
+        xs: &[u16],
+    ) -> Result<(), TestCaseError> {
+        let k = scales.len() * PAIR_BLOCK;
+        let mut out = [0f32; T];
+        dot_mxfp4_bf16_multi::<T>(blocks, scales, &xs[..T * k], &mut out);
+        let mut twin = [0f32; T];
+        dot_mxfp4_bf16_multi_scalar(blocks, scales, &xs[..T * k], &mut twin);
+        let mut w = vec![0f32; k];
+        crate::mxfp4::decode_row(blocks, scales, &mut w);
+        for t in 0..T {
+            let x = &xs[t * k..(t + 1) * k];
+            let alone = dot_mxfp4_bf16(blocks, scales, x);
+            prop_assert_eq!(out[t].to_bits(), alone.to_bits(), "T = {}, token {}", T, t);
+            let mut dense = vec![0f32; k];
+            for (i, d) in dense.iter_mut().enumerate() {
+                *d = crate::bf16::to_f32(x[i]);
+            }
+            let xn = from_mxfp4_order(&dense);
+            let mag: f32 = w.iter().zip(&xn).map(|(a, b)| (a * b).abs()).sum();
+            prop_assert!(
+                close(twin[t], out[t], mag),
+                "T = {}: twin {} vs {}",
+                T,
+                twin[t],
+                out[t]
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn mxfp4_multi_token_rows_equal_one_token_bit_for_bit(
+            groups in 1usize..100,
+            seed in any::<u64>(),
+            base in 100u8..150,
+        ) {
+            let mut next = xorshift(seed);
+            let blocks: Vec<u8> = (0..groups * 16).map(|_| next() as u8).collect();
+            let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
+            let xs = random_bf16(&mut next, 8 * groups * PAIR_BLOCK);
+            check_multi::<1>(&blocks, &scales, &xs)?;
+            check_multi::<2>(&blocks, &scales, &xs)?;
+            check_multi::<3>(&blocks, &scales, &xs)?;
+            check_multi::<4>(&blocks, &scales, &xs)?;
+            check_multi::<5>(&blocks, &scales, &xs)?;
+            check_multi::<6>(&blocks, &scales, &xs)?;
+            check_multi::<7>(&blocks, &scales, &xs)?;
+            check_multi::<8>(&blocks, &scales, &xs)?;
+        }
+
+        #[test]
+        fn mxfp4_band_equals_one_row_one_token_bit_for_bit(
+            rows in 1usize..12,
+            groups in 1usize..30,
+            n in 1usize..11,
+            first in 0usize..3,
+            seed in any::<u64>(),
+        ) {
+            let k = groups * PAIR_BLOCK;
+            let mut next = xorshift(seed);
+            let total = first + rows;
+            let blocks: Vec<u8> = (0..total * groups * 16).map(|_| next() as u8).collect();
+            let scales: Vec<u8> = (0..total * groups).map(|_| 110 + (next() % 20) as u8).collect();
+            let xs = random_bf16(&mut next, n * k);
+            let mut out = vec![0f32; n * rows];
+            dot_mxfp4_bf16_band(&blocks, &scales, k, first, &xs, n, &mut out);
+            for t in 0..n {
+                for i in 0..rows {
+                    let r = first + i;
+                    let alone = dot_mxfp4_bf16(
+                        &blocks[r * groups * 16..(r + 1) * groups * 16],
+                        &scales[r * groups..(r + 1) * groups],
+                        &xs[t * k..(t + 1) * k],
+                    );
+                    prop_assert_eq!(
+                        out[t * rows + i].to_bits(),
+                        alone.to_bits(),
+                        "row {}, token {}", i, t
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn bf16_band_equals_one_row_one_token_bit_for_bit(
+            rows in 1usize..23,
+            blocks in 1usize..100,
+            n in 1usize..15,
+            first in 0usize..3,
+            seed in any::<u64>(),
+        ) {
+            let k = blocks * PAIR_BLOCK;
+            let mut next = xorshift(seed);
+            let w = random_bf16(&mut next, (first + rows) * k);
+            let xs = random_bf16(&mut next, n * k);
+            let mut out = vec![0f32; n * rows];
+            dot_bf16_bf16_band(&w, k, first, &xs, n, &mut out);
+            for t in 0..n {
+                let x = &xs[t * k..(t + 1) * k];
+                for i in 0..rows {
+                    let row = &w[(first + i) * k..(first + i + 1) * k];
+                    let alone = dot_bf16_bf16(row, x);
+                    prop_assert_eq!(
+                        out[t * rows + i].to_bits(),
+                        alone.to_bits(),
+                        "row {}, token {}", i, t
+                    );
+                    let mag: f32 = row.iter().zip(x)
+                        .map(|(a, b)| (crate::bf16::to_f32(*a) * crate::bf16::to_f32(*b)).abs())
+                        .sum();
+                    let twin = dot_bf16_bf16_scalar(row, x);
+                    prop_assert!(close(twin, alone, mag), "twin {} vs {}", twin, alone);
+                }
+            }
+        }
+
+        #[test]
+        fn hsum_is_the_scalar_tree(seed in any::<u64>()) {
+            let mut next = xorshift(seed);
+            // Magnitudes far apart, so that a different order would round differently.
+            let v: [f32; 16] = std::array::from_fn(|i| {
+                let m = (next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
+                m * [1.0f32, 1e-7, 3e3, 1e7][i % 4]
+            });
+            #[cfg(target_arch = "x86_64")]
+            if crate::gemm::has_bf16_dot() {
+                // SAFETY: avx512f detected (has_bf16_dot); 16 floats read from a 16-array.
+                let simd = unsafe {
+                    x86::hsum(std::arch::x86_64::_mm512_loadu_ps(v.as_ptr()))
+                };
+                prop_assert_eq!(simd.to_bits(), hsum16(&v).to_bits());
+            }
         }
     }
 
