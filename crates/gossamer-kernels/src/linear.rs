@@ -142,11 +142,20 @@ pub fn linear(
     linear_with(m, bias, x, n, y, precision, false);
 }
 
-/// [`linear`], optionally batch-invariant: with `batch_invariant` a lone token also goes
-/// through the blocked [`gemm`], whose result for a token depends only on its own
-/// activations, never on how many other tokens share the product or where it sits among
-/// them. Slower for a lone token; what a server uses so that a request's tokens do not
-/// depend on the batch.
+/// [`linear`], optionally batch-invariant: with `batch_invariant` a token's result depends
+/// only on its own activations, never on how many other tokens share the product or where
+/// it sits among them (what a server uses so that a request's tokens do not depend on the
+/// batch). Each weight format then has one arithmetic per precision, used for every `n`:
+///
+/// - fast precision on AVX512-BF16 (the canonical kernels, see `docs/numerics.md`): a lone
+///   token takes the ordinary one-token path, several tokens the same kernels over bands of
+///   rows ([`simd::dot_mxfp4_bf16_band`]: each MXFP4 row decoded once for up to
+///   [`simd::MXFP4_TOKENS`] tokens; [`simd::dot_bf16_bf16_band`]), and bf16 rows past
+///   [`BF16_BAND_TOKENS`] tokens the blocked [`gemm`], whose bf16 tiles have the same
+///   chains; each token's sums are exactly the one-token kernels';
+/// - otherwise (exact precision, CPUs without AVX512-BF16) every product goes through the
+///   blocked [`gemm`], even a lone token (slower for it), or [`banded`] where the GEMM does
+///   not apply; transposed weights are per-token column updates either way.
 pub fn linear_with(
     m: &Matrix,
     bias: Option<&[u16]>,
@@ -161,13 +170,95 @@ pub fn linear_with(
     if let Some(b) = bias {
         assert_eq!(b.len(), m.rows, "linear: bias size");
     }
-    if n == 1 && !batch_invariant {
+    if n == 0 {
+        return;
+    }
+    if n == 1 && (!batch_invariant || one_token_is_batch_invariant(m, precision)) {
         one_token(m, bias, x, y, precision);
-    } else if n > 0 && gemm::applies(m) {
+    } else if batch_invariant && canonical_fast(m, precision) && small_or_mxfp4(m, n) {
+        canonical_tokens(m, bias, x, n, y);
+    } else if gemm::applies(m) {
         gemm::gemm(m, x, n, y, precision);
         add_bias(y, m.rows, bias);
     } else {
         banded(m, bias, x, n, y);
+    }
+}
+
+/// Whether the fast precision's bf16 kernels take this product (then its rows have the
+/// canonical arithmetic for any number of tokens).
+fn canonical_fast(m: &Matrix, precision: Precision) -> bool {
+    precision == Precision::Fast
+        && gemm::has_bf16_dot()
+        && m.cols.is_multiple_of(simd::PAIR_BLOCK)
+        && !matches!(m.weight, Weight::Bf16Transposed(_))
+}
+
+/// Whether the one-token path ([`linear`] with one token, [`linear_one_token_many`])
+/// computes exactly what [`linear_with`] computes for each token of a batch-invariant
+/// product: true in the fast precision on AVX512-BF16 (the same kernels) and for transposed
+/// weights (the same per-token column updates); false where a batch-invariant lone token
+/// must go through the GEMM instead.
+pub fn one_token_is_batch_invariant(m: &Matrix, precision: Precision) -> bool {
+    matches!(m.weight, Weight::Bf16Transposed(_)) || canonical_fast(m, precision)
+}
+
+/// Most tokens a batch-invariant bf16 product runs through [`simd::dot_bf16_bf16_band`]
+/// rather than the [`gemm`] (same arithmetic; the band kernel streams its rows faster, the
+/// GEMM reuses them better).
+const BF16_BAND_TOKENS: usize = 16;
+
+/// Which batch-invariant products [`canonical_tokens`] takes: MXFP4 ones always (their
+/// band kernel is their only canonical form), bf16 ones up to [`BF16_BAND_TOKENS`].
+fn small_or_mxfp4(m: &Matrix, n: usize) -> bool {
+    match m.weight {
+        Weight::Mxfp4 { .. } => true,
+        Weight::Bf16(_) => n <= BF16_BAND_TOKENS,
+        Weight::Bf16Transposed(_) => false,
+    }
+}
+
+/// A batch-invariant product in the fast precision on AVX512-BF16, `n` tokens: each task
+/// owns a band of rows and runs the tokens through it with the canonical band kernels (the
+/// one-token path's, given more tokens); every token's result is the one-token path's, bit
+/// for bit.
+fn canonical_tokens(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
+    let k = m.cols;
+    let mut xb = vec![0u16; n * k];
+    xb.par_chunks_mut(k)
+        .zip(x.par_chunks(k))
+        .for_each(|(dst, src)| match m.weight {
+            Weight::Mxfp4 { .. } => simd::to_mxfp4_bf16_order(src, dst),
+            _ => dst.copy_from_slice(&gemm::to_bf16(src, gemm::Tiles::Simd)),
+        });
+    let chunk = rows_per_task(m, n);
+    let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(chunk))
+        .into_par_iter()
+        .map(|c| {
+            let r0 = c * chunk;
+            let width = chunk.min(m.rows - r0);
+            let mut band = vec![0f32; n * width];
+            match m.weight {
+                Weight::Mxfp4 { blocks, scales } => {
+                    simd::dot_mxfp4_bf16_band(blocks, scales, k, r0, &xb, n, &mut band)
+                }
+                Weight::Bf16(w) => simd::dot_bf16_bf16_band(w, k, r0, &xb, n, &mut band),
+                Weight::Bf16Transposed(_) => unreachable!("not a canonical product"),
+            }
+            (r0, band)
+        })
+        .collect();
+    scatter_bands(bands, n, m.rows, y);
+    add_bias(y, m.rows, bias);
+}
+
+/// Copies row bands (`[n, width]` each, starting at row `r0`) into token-major `y`.
+fn scatter_bands(bands: Vec<(usize, Vec<f32>)>, n: usize, rows: usize, y: &mut [f32]) {
+    for (r0, band) in bands {
+        let width = band.len() / n;
+        for (t, src) in band.chunks_exact(width).enumerate() {
+            y[t * rows + r0..t * rows + r0 + width].copy_from_slice(src);
+        }
     }
 }
 
@@ -222,13 +313,7 @@ fn banded(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) 
             (r0, band)
         })
         .collect();
-    for (r0, band) in bands {
-        let width = band.len() / n;
-        for t in 0..n {
-            y[t * m.rows + r0..t * m.rows + r0 + width]
-                .copy_from_slice(&band[t * width..(t + 1) * width]);
-        }
-    }
+    scatter_bands(bands, n, m.rows, y);
     add_bias(y, m.rows, bias);
 }
 
@@ -278,22 +363,9 @@ fn one_token_rows(
 ) {
     let k = m.cols;
     match (prepared, m.weight) {
-        (Prepared::Bf16(xb), Weight::Bf16(w)) => {
-            for (i, o) in out.iter_mut().enumerate() {
-                let r = r0 + i;
-                *o = simd::dot_bf16_bf16(&w[r * k..(r + 1) * k], xb);
-            }
-        }
+        (Prepared::Bf16(xb), Weight::Bf16(w)) => simd::dot_bf16_bf16_band(w, k, r0, xb, 1, out),
         (Prepared::Mxfp4Bf16(xb), Weight::Mxfp4 { blocks, scales }) => {
-            let g = k / mxfp4::BLOCK_ELEMS;
-            for (i, o) in out.iter_mut().enumerate() {
-                let r = r0 + i;
-                *o = simd::dot_mxfp4_bf16(
-                    &blocks[r * g * 16..(r + 1) * g * 16],
-                    &scales[r * g..(r + 1) * g],
-                    xb,
-                );
-            }
+            simd::dot_mxfp4_bf16_band(blocks, scales, k, r0, xb, 1, out)
         }
         (Prepared::Ordered(xp), _) => m.rows_into(r0, xp, out, true),
         _ => m.rows_into(r0, x, out, false),
