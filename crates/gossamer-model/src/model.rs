@@ -3,7 +3,9 @@
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
 pub use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{linear_one_token_many, linear_with, Matrix, OneToken};
+use gossamer_kernels::linear::{
+    linear_one_token_many, linear_with, one_token_is_batch_invariant, Matrix, OneToken,
+};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
@@ -112,10 +114,11 @@ impl GptOss {
     }
 
     /// Makes a sequence's logits independent of the batch it runs in, bit for bit: every
-    /// product goes through the batched kernels (whose arithmetic for one token does not
-    /// depend on the other tokens), even a lone decode token, and expert outputs are summed
-    /// in routing order. A server sets this so that a request gives the same tokens alone
-    /// or among others.
+    /// product uses one arithmetic per weight format whatever the number of tokens (see
+    /// `linear_with`: in the fast precision on AVX512-BF16 the one-token kernels' own, so a
+    /// lone decode token runs as fast as without this; elsewhere the batched GEMM's, even
+    /// for a lone token), and expert outputs are summed in routing order. A server sets
+    /// this so that a request gives the same tokens alone or among others.
     pub fn set_batch_invariant(&mut self, on: bool) {
         self.batch_invariant = on;
     }
@@ -396,7 +399,13 @@ impl GptOss {
             )
         };
         let mut out = vec![0f32; n * h];
-        if n == 1 && !self.batch_invariant {
+        // A batch-invariant lone token may take the decode path where the one-token kernels
+        // are the invariant arithmetic (the fast precision on AVX512-BF16): it sums the
+        // experts in routing order too.
+        let one_token_ok = !self.batch_invariant
+            || (one_token_is_batch_invariant(&gate_up_of(0).0, self.precision)
+                && one_token_is_batch_invariant(&down_of(0).0, self.precision));
+        if n == 1 && one_token_ok {
             // Decoding: the routed experts' products share one parallel region each.
             let routed = &routes[0];
             let gu = self.timed(Op::ExpertGateUp, || {
