@@ -1,13 +1,15 @@
 //! Decode matrix-vector throughput in GB/s of weights read, for bf16 and MXFP4 rows:
 //! once with the matrix resident in L2 (the kernel's compute ceiling), once streaming a
-//! matrix far larger than the caches (what decoding sees).
+//! matrix far larger than the caches (what decoding sees). Then the batch-invariant
+//! products of a few tokens (a server's decode step, `linear_with(.., true)`), streamed:
+//! GB/s of weights and GMAC/s.
 //!
 //! `cargo bench -p gossamer-kernels --bench matvec [-- THREADS]`
 
 use std::time::Instant;
 
 use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{linear, Matrix};
+use gossamer_kernels::linear::{linear, linear_with, Matrix};
 
 fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
     move || {
@@ -16,6 +18,23 @@ fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
         s ^= s << 17;
         s
     }
+}
+
+/// Best-of seconds for one pass of batch-invariant `n`-token products over `views`.
+fn measure_tokens(views: &[Matrix], n: usize, reps: usize) -> f64 {
+    let cols = views[0].cols;
+    let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut y = vec![0f32; n * views[0].rows];
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        for m in views {
+            linear_with(m, None, &x, n, &mut y, Precision::Fast, true);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(&y);
+    }
+    best
 }
 
 /// Best-of GB/s for `y = W·x` over `reps` passes, each pass over `views` (disjoint row bands
@@ -97,6 +116,29 @@ fn main() {
             "| bf16 | {} × {band}×{cols}, streamed | {precision:?} | {:.1} |",
             bf_views.len(),
             measure(&bf_views, band * cols * 2, 5, precision)
+        );
+    }
+    println!();
+    println!("Batch-invariant products of n tokens (fast precision), streamed:");
+    println!();
+    println!("| format | tokens | GB/s of weights | GMAC/s |");
+    println!("|---|---|---|---|");
+    for n in [1, 2, 3, 4, 8, 16] {
+        let t = measure_tokens(&mx_views, n, 3);
+        let macs = (mx_views.len() * band * cols * n) as f64;
+        println!(
+            "| MXFP4 | {n} | {:.1} | {:.1} |",
+            (mx_bytes * mx_views.len()) as f64 / t / 1e9,
+            macs / t / 1e9
+        );
+    }
+    for n in [1, 2, 3, 4, 8, 16] {
+        let t = measure_tokens(&bf_views, n, 3);
+        let macs = (bf_views.len() * band * cols * n) as f64;
+        println!(
+            "| bf16 | {n} | {:.1} | {:.1} |",
+            (band * cols * 2 * bf_views.len()) as f64 / t / 1e9,
+            macs / t / 1e9
         );
     }
 }
