@@ -765,6 +765,29 @@ pub(crate) mod x86 {
         }
     }
 
+    /// Rows to prefetch (into L2) while [`bf16_chains`] runs: of every `period` 64-byte
+    /// lines, the one numbered `phase`, so that `period` passes over the same rows bring in
+    /// the next rows evenly, keeping the memory busy the whole time.
+    #[derive(Clone, Copy)]
+    pub struct Ahead<const R: usize> {
+        pub rows: [*const u16; R],
+        pub phase: usize,
+        pub period: usize,
+    }
+
+    impl<const R: usize> Ahead<R> {
+        /// Prefetches element `i`'s line of each row if it is this pass's.
+        #[inline(always)]
+        fn prefetch(&self, i: usize) {
+            if (i / 32) % self.period == self.phase {
+                for p in self.rows {
+                    // SAFETY: a prefetch never faults, wherever it points.
+                    unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i).cast()) };
+                }
+            }
+        }
+    }
+
     /// `R × T` bf16 dot products of length `k` (a multiple of 32): `w` are `R` rows, `x`
     /// holds `T` tokens of `k` one after another. Each (row, token) is one `vdpbf16ps`
     /// chain over the 32-element blocks, starting from zero, reduced by [`hsum`]: the
@@ -780,7 +803,7 @@ pub(crate) mod x86 {
         w: [*const u16; R],
         x: *const u16,
         k: usize,
-        next: Option<[*const u16; R]>,
+        next: Option<Ahead<R>>,
     ) -> [[f32; T]; R] {
         // SAFETY (loads): i + 32 <= k. The transmutes reinterpret 64 bytes of bf16 bits as
         // the bf16 vector type, the same size and layout.
@@ -788,6 +811,9 @@ pub(crate) mod x86 {
             |p: *const u16| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(p.cast()));
         // The first step from a fresh zero per accumulator: accumulators zeroed by VEX
         // `vxorps` before the loop get pinned to zmm0–15 by LLVM, which then spills some.
+        if let Some(ahead) = next {
+            ahead.prefetch(0);
+        }
         let wv: [__m512bh; R] = std::array::from_fn(|r| load(w[r]));
         let mut acc: [[__m512; T]; R] = std::array::from_fn(|r| {
             std::array::from_fn(|t| {
@@ -796,11 +822,8 @@ pub(crate) mod x86 {
         });
         let mut i = 32;
         while i < k {
-            if let Some(next) = next {
-                for p in next {
-                    // A prefetch never faults, wherever it points.
-                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i).cast());
-                }
+            if let Some(ahead) = next {
+                ahead.prefetch(i);
             }
             let wv: [__m512bh; R] = std::array::from_fn(|r| load(w[r].add(i)));
             for t in 0..T {
@@ -837,13 +860,14 @@ pub(crate) mod x86 {
         };
         let stride = width / r_count;
         let row = |i: usize| w.as_ptr().add((r0 + i) * k);
-        // `rows` of the band against tokens t..t+count; `next`: rows to prefetch meanwhile
-        // (the next pass's, when this one is the first over its rows): the passes over rows
-        // already in cache would otherwise leave the memory idle, and the next rows would
-        // arrive at full latency.
-        let mut pass = |rows: &[usize], t: usize, count: usize, next: Option<&[usize]>| {
-            let x = xs.as_ptr().add(t * k);
-            macro_rules! go {
+        // `rows` of the band against tokens t..t+count; `next`: the next rows, their share of
+        // whose lines this pass prefetches (pass g of G takes every G-th line from the g-th):
+        // passes over rows already in cache would otherwise leave the memory idle, and the
+        // next rows would arrive at full latency.
+        let mut pass =
+            |rows: &[usize], t: usize, count: usize, next: Option<(&[usize], usize, usize)>| {
+                let x = xs.as_ptr().add(t * k);
+                macro_rules! go {
                 ($r:literal; $($t:literal)*) => {
                     match count {
                         $($t => {
@@ -851,9 +875,13 @@ pub(crate) mod x86 {
                                 std::array::from_fn(|j| row(rows[j])),
                                 x,
                                 k,
-                                next.map(|nx| std::array::from_fn(|j| {
-                                    w.as_ptr().wrapping_add((r0 + nx[j]) * k)
-                                })),
+                                next.map(|(nx, phase, period)| Ahead {
+                                    rows: std::array::from_fn(|j| {
+                                        w.as_ptr().wrapping_add((r0 + nx[j]) * k)
+                                    }),
+                                    phase,
+                                    period,
+                                }),
                             );
                             for (j, vr) in v.iter().enumerate() {
                                 for (c, &y) in vr.iter().enumerate() {
@@ -865,12 +893,12 @@ pub(crate) mod x86 {
                     }
                 };
             }
-            match rows.len() {
-                4 => go!(4; 1 2 3 4 5 6),
-                2 => go!(2; 1 2 3 4 5 6),
-                _ => go!(1; 1 2 3 4 5 6),
-            }
-        };
+                match rows.len() {
+                    4 => go!(4; 1 2 3 4 5 6),
+                    2 => go!(2; 1 2 3 4 5 6),
+                    _ => go!(1; 1 2 3 4 5 6),
+                }
+            };
         let mut rows = [0usize; 4];
         let mut next = [0usize; 4];
         for i in 0..stride {
@@ -878,8 +906,9 @@ pub(crate) mod x86 {
                 rows[j] = i + j * stride;
                 next[j] = rows[j] + 1;
             }
-            for (t, count) in super::token_groups(n, super::BF16_TOKENS) {
-                let ahead = (n > 1 && t == 0 && i + 1 < stride).then_some(&next[..r_count]);
+            let passes = n.div_ceil(super::BF16_TOKENS);
+            for (g, (t, count)) in super::token_groups(n, super::BF16_TOKENS).enumerate() {
+                let ahead = (n > 1 && i + 1 < stride).then_some((&next[..r_count], g, passes));
                 pass(&rows[..r_count], t, count, ahead);
             }
         }
