@@ -317,6 +317,46 @@ pub(crate) fn tool_choice_of(
     Ok(choice)
 }
 
+/// The opening of every conversation: the system message with the reasoning effort, then
+/// the developer message (instructions joined by blank lines, the function tools) when there
+/// is anything to put in it.
+pub(crate) fn opening(
+    effort: ReasoningEffort,
+    instructions: &[&str],
+    shown_tools: Vec<ToolDescription>,
+) -> Conversation {
+    let mut conversation = Conversation::new();
+    conversation.push(Message::system(
+        SystemContent::new().with_reasoning_effort(effort),
+    ));
+    if !instructions.is_empty() || !shown_tools.is_empty() {
+        let mut dev = DeveloperContent::new();
+        if !instructions.is_empty() {
+            dev = dev.with_instructions(instructions.join("\n\n"));
+        }
+        if !shown_tools.is_empty() {
+            dev = dev.with_function_tools(shown_tools);
+        }
+        conversation.push(Message::developer(dev));
+    }
+    conversation
+}
+
+/// A call of function `name` as gpt-oss writes it: commentary, `<|constrain|>json`.
+pub(crate) fn tool_call_message(name: &str, arguments: String) -> Message {
+    Message::assistant(arguments)
+        .with_channel("commentary")
+        .with_recipient(format!("functions.{name}"))
+        .with_content_type("<|constrain|>json")
+}
+
+/// A function's result, authored by the function, to the assistant.
+pub(crate) fn tool_result_message(name: &str, text: String) -> Message {
+    Message::tool(format!("functions.{name}"), text)
+        .with_recipient("assistant")
+        .with_channel("commentary")
+}
+
 /// Maps a Chat Completions body (already parsed JSON) onto a harmony conversation.
 pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
     let messages = body
@@ -338,10 +378,6 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
     let tools = tools_of(body.get("tools"))?;
     let tool_choice = tool_choice_of(body.get("tool_choice"), &tools)?;
 
-    let mut conversation = Conversation::new();
-    conversation.push(Message::system(
-        SystemContent::new().with_reasoning_effort(effort),
-    ));
     // Leading system/developer messages: the developer instructions.
     let leading = messages
         .iter()
@@ -364,16 +400,8 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
     } else {
         tools.clone()
     };
-    if !instructions.is_empty() || !shown_tools.is_empty() {
-        let mut dev = DeveloperContent::new();
-        if !instructions.is_empty() {
-            dev = dev.with_instructions(instructions.join("\n\n"));
-        }
-        if !shown_tools.is_empty() {
-            dev = dev.with_function_tools(shown_tools);
-        }
-        conversation.push(Message::developer(dev));
-    }
+    let instructions: Vec<&str> = instructions.iter().map(String::as_str).collect();
+    let mut conversation = opening(effort, &instructions, shown_tools);
 
     // Tool-call ids seen so far → function names, for tool results.
     let mut call_names: Vec<(String, String)> = Vec::new();
@@ -437,12 +465,7 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
                     if let Some(id) = c.get("id").and_then(Value::as_str) {
                         call_names.push((id.to_string(), name.to_string()));
                     }
-                    conversation.push(
-                        Message::assistant(arguments)
-                            .with_channel("commentary")
-                            .with_recipient(format!("functions.{name}"))
-                            .with_content_type("<|constrain|>json"),
-                    );
+                    conversation.push(tool_call_message(name, arguments));
                 }
             }
             Some("tool") => {
@@ -468,11 +491,7 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
                         )
                     })?;
                 let text = text_of(content, &format!("{p}.content"))?;
-                conversation.push(
-                    Message::tool(format!("functions.{name}"), text)
-                        .with_recipient("assistant")
-                        .with_channel("commentary"),
-                );
+                conversation.push(tool_result_message(&name, text));
             }
             Some(other) => {
                 return Err(ApiError::invalid(

@@ -12,12 +12,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gossamer_harmony::{
-    Conversation, DeveloperContent, Message, ReasoningEffort, SystemContent, ToolDescription,
-};
+use gossamer_harmony::{Conversation, DeveloperContent, Message, ReasoningEffort, ToolDescription};
 use serde_json::{json, Map, Value};
 
-use crate::chat::{effort_of, text_of, tool_choice_of, tools_of, ToolChoice};
+use crate::chat::{
+    effort_of, opening, text_of, tool_call_message, tool_choice_of, tool_result_message, tools_of,
+    ToolChoice,
+};
 use crate::error::ApiError;
 use crate::params;
 use crate::turn::{Finish, PartKind, TurnEvent, TurnOutcome};
@@ -515,10 +516,6 @@ fn build_conversation(
     effort: ReasoningEffort,
     shown_tools: Vec<ToolDescription>,
 ) -> Result<Conversation, ApiError> {
-    let mut conversation = Conversation::new();
-    conversation.push(Message::system(
-        SystemContent::new().with_reasoning_effort(effort),
-    ));
     let leading = items
         .iter()
         .take_while(|p| {
@@ -537,16 +534,7 @@ fn build_conversation(
             texts.push(text);
         }
     }
-    if !texts.is_empty() || !shown_tools.is_empty() {
-        let mut dev = DeveloperContent::new();
-        if !texts.is_empty() {
-            dev = dev.with_instructions(texts.join("\n\n"));
-        }
-        if !shown_tools.is_empty() {
-            dev = dev.with_function_tools(shown_tools);
-        }
-        conversation.push(Message::developer(dev));
-    }
+    let mut conversation = opening(effort, &texts, shown_tools);
     // Call ids seen so far → function names, for the outputs.
     let mut calls: Vec<(&str, &str)> = Vec::new();
     for (k, p) in items.iter().enumerate().skip(leading) {
@@ -584,10 +572,7 @@ fn harmony_message<'a>(
             arguments,
         } => {
             calls.push((call_id, name));
-            Message::assistant(arguments.clone())
-                .with_channel("commentary")
-                .with_recipient(format!("functions.{name}"))
-                .with_content_type("<|constrain|>json")
+            tool_call_message(name, arguments.clone())
         }
         Item::CallOutput { call_id, output } => {
             let name = calls
@@ -601,9 +586,7 @@ fn harmony_message<'a>(
                         format!("no earlier `function_call` has call_id `{call_id}`"),
                     )
                 })?;
-            Message::tool(format!("functions.{name}"), output.clone())
-                .with_recipient("assistant")
-                .with_channel("commentary")
+            tool_result_message(name, output.clone())
         }
     };
     Ok(Some(message))
