@@ -516,15 +516,17 @@ pub fn chat_prompt(body: &Value) -> Result<ChatPrompt, ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use gossamer_harmony::render::{render_conversation_for_completion, RenderConfig};
     use gossamer_harmony::Role;
     use serde_json::json;
 
-    fn render(p: &ChatPrompt) -> String {
+    /// A conversation's completion prompt as text (special tokens spelled out); the tests of
+    /// both APIs read the prompts they build through it.
+    pub(crate) fn render_text(conversation: &Conversation) -> String {
         let tokens = render_conversation_for_completion(
-            &p.conversation,
+            conversation,
             Role::Assistant,
             &RenderConfig::default(),
         )
@@ -551,7 +553,7 @@ mod tests {
                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
         });
         let p = chat_prompt(&body).unwrap();
-        let text = render(&p);
+        let text = render_text(&p.conversation);
         assert!(text.contains("Reasoning: high"), "{text}");
         assert!(text.contains("# Instructions\n\nBe brief."), "{text}");
         assert!(
@@ -572,7 +574,7 @@ mod tests {
         let body = json!({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
                           "tools": [{"type": "function", "function": {"name": "f"}}]});
         let p = chat_prompt(&body).unwrap();
-        assert!(!render(&p).contains("namespace functions"));
+        assert!(!render_text(&p.conversation).contains("namespace functions"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! From a harmony conversation to a running generation: render the prompt, submit it to the
 //! engine, and turn the engine's tokens into [`TurnEvent`]s. Shared by both APIs.
 
+use gossamer_engine::sampler::SamplingError;
 use gossamer_engine::{Engine, Event, FinishReason, Request, SamplingParams, SubmitError, Ticket};
 use gossamer_harmony::render::{render_conversation_for_completion, RenderConfig};
 use gossamer_harmony::tokenizer::special;
@@ -126,7 +127,13 @@ fn submit_error(e: SubmitError, context: usize) -> ApiError {
         )
         .with_code("context_length_exceeded"),
         SubmitError::EmptyPrompt => ApiError::invalid("messages", e.to_string()),
-        SubmitError::Sampling(s) => ApiError::invalid("temperature", s.to_string()),
+        SubmitError::Sampling(s) => {
+            let param = match s {
+                SamplingError::Temperature(_) => "temperature",
+                SamplingError::TopP(_) => "top_p",
+            };
+            ApiError::invalid(param, s.to_string())
+        }
         SubmitError::Stopped => ApiError {
             status: 503,
             message: e.to_string(),

@@ -1048,21 +1048,8 @@ fn context_item(item: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::tests::render_text;
     use crate::turn::Part;
-    use gossamer_harmony::render::{render_conversation_for_completion, RenderConfig};
-    use gossamer_harmony::Role;
-
-    fn render(conversation: &Conversation) -> String {
-        let tokens = render_conversation_for_completion(
-            conversation,
-            Role::Assistant,
-            &RenderConfig::default(),
-        )
-        .unwrap();
-        gossamer_harmony::Tokenizer::o200k_harmony()
-            .decode_lossy(&tokens)
-            .unwrap()
-    }
 
     fn weather_tool() -> Value {
         json!([{"type": "function", "name": "get_weather", "description": "Weather now",
@@ -1107,7 +1094,7 @@ mod tests {
             "input": "Weather in Paris?", "tools": weather_tool(),
         });
         let req = parse_request(&first, None).unwrap();
-        let text = render(&req.conversation);
+        let text = render_text(&req.conversation);
         assert!(text.contains("Reasoning: high"), "{text}");
         assert!(text.contains("# Instructions\n\nBe brief."), "{text}");
         assert!(
@@ -1141,7 +1128,7 @@ mod tests {
             req2.previous_response_id.as_deref(),
             response["id"].as_str()
         );
-        let text = render(&req2.conversation);
+        let text = render_text(&req2.conversation);
         assert!(text.contains("Reasoning: medium"), "{text}");
         assert!(
             !text.contains("Be brief."),
@@ -1176,7 +1163,7 @@ mod tests {
         let req = parse_request(&body, None).unwrap();
         assert_eq!(req.context[0]["type"], "message");
         assert_eq!(req.context, req.input_items);
-        let text = render(&req.conversation);
+        let text = render_text(&req.conversation);
         assert!(
             text.contains("# Instructions\n\nTop.\n\nSys.\n\nDev."),
             "{text}"
