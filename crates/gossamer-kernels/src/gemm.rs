@@ -71,7 +71,7 @@ pub(crate) enum Tiles {
 
 /// The arithmetic a product actually gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Arith {
+pub(crate) enum Arith {
     F32,
     Bf16,
 }
@@ -112,42 +112,15 @@ pub(crate) fn gemm_with(
     assert!(m.cols.is_multiple_of(PAIR_BLOCK), "gemm: columns");
     assert_eq!(x.len(), n * m.cols, "gemm: input size");
     assert_eq!(y.len(), n * m.rows, "gemm: output size");
-    let arith = if precision == Precision::Fast
-        && (tiles == Tiles::Scalar || (tiles == Tiles::Simd && has_bf16_dot()))
-    {
-        Arith::Bf16
-    } else {
-        Arith::F32
-    };
-    let k = m.cols;
-    let acts = Activations::new(m, x, arith, tiles);
-
-    let threads = rayon::current_num_threads().max(1);
-    let band = m.rows.div_ceil(threads * 4).next_multiple_of(MR).max(MR);
+    let acts = Activations::new(m, x, arith(precision, tiles), tiles);
+    let band = band_rows(m);
     let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(band))
         .into_par_iter()
         .map(|b| {
             let r0 = b * band;
             let width = band.min(m.rows - r0);
             let mut out = vec![0f32; n * width];
-            let mut panel = Panel::new(k, arith);
-            let mut tile = [[0f32; NR]; MR];
-            for t0 in (0..n).step_by(TOKEN_BLOCK) {
-                let t_end = (t0 + TOKEN_BLOCK).min(n);
-                for q in (0..width).step_by(MR) {
-                    let rows = MR.min(width - q);
-                    panel.load(m, r0 + q, rows, tiles);
-                    for t in (t0..t_end).step_by(NR) {
-                        let count = NR.min(t_end - t);
-                        panel.multiply(m, &acts, t, count, tiles, &mut tile);
-                        for (r, tile_row) in tile.iter().enumerate().take(rows) {
-                            for (j, &v) in tile_row.iter().enumerate().take(count) {
-                                out[(t + j) * width + q + r] = v;
-                            }
-                        }
-                    }
-                }
-            }
+            band_product(m, &acts, n, r0, tiles, &mut out);
             (r0, out)
         })
         .collect();
@@ -159,29 +132,100 @@ pub(crate) fn gemm_with(
     }
 }
 
+/// The arithmetic `precision` gets from `tiles` on this CPU: bf16 products only where the
+/// CPU multiplies bf16 (or in the scalar twins, which model it).
+pub(crate) fn arith(precision: Precision, tiles: Tiles) -> Arith {
+    if precision == Precision::Fast
+        && (tiles == Tiles::Scalar || (tiles == Tiles::Simd && has_bf16_dot()))
+    {
+        Arith::Bf16
+    } else {
+        Arith::F32
+    }
+}
+
+/// Weight rows per parallel task of a product: a few tasks per thread (balance), whole
+/// micro-tiles.
+pub(crate) fn band_rows(m: &Matrix) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    m.rows.div_ceil(threads * 4).next_multiple_of(MR).max(MR)
+}
+
+/// `out[t·width + i] = W[r0 + i]·x_t` for the `width = out.len() / n` rows from `r0` and the
+/// `n` tokens of `acts` (no bias): one task's band of a [`gemm`]. Each output is computed
+/// whole by one tile, so the band boundaries never change a result.
+pub(crate) fn band_product(
+    m: &Matrix,
+    acts: &Activations,
+    n: usize,
+    r0: usize,
+    tiles: Tiles,
+    out: &mut [f32],
+) {
+    let width = out.len() / n;
+    assert!(r0 + width <= m.rows, "gemm: band rows");
+    let mut panel = Panel::new(m.cols, acts.arith());
+    let mut tile = [[0f32; NR]; MR];
+    for t0 in (0..n).step_by(TOKEN_BLOCK) {
+        let t_end = (t0 + TOKEN_BLOCK).min(n);
+        for q in (0..width).step_by(MR) {
+            let rows = MR.min(width - q);
+            panel.load(m, r0 + q, rows, tiles);
+            for t in (t0..t_end).step_by(NR) {
+                let count = NR.min(t_end - t);
+                panel.multiply(m, acts, t, count, tiles, &mut tile);
+                for (r, tile_row) in tile.iter().enumerate().take(rows) {
+                    for (j, &v) in tile_row.iter().enumerate().take(count) {
+                        out[(t + j) * width + q + r] = v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The activations of one product, in the panels' element order and arithmetic.
-enum Activations {
+pub(crate) enum Activations {
     F32(Vec<f32>),
     Bf16(Vec<u16>),
 }
 
 impl Activations {
-    fn new(m: &Matrix, x: &[f32], arith: Arith, tiles: Tiles) -> Activations {
+    /// Token by token in parallel (a 512-token prompt is 1.5 M values to reorder and round).
+    pub(crate) fn new(m: &Matrix, x: &[f32], arith: Arith, tiles: Tiles) -> Activations {
         let k = m.cols;
-        // bf16 weights in the fast path are read as stored; everything else is in pair order.
-        let direct = arith == Arith::Bf16 && matches!(m.weight, Weight::Bf16(_));
-        let ordered: std::borrow::Cow<[f32]> = if direct {
-            x.into()
-        } else {
-            let mut xp = vec![0f32; x.len()];
-            for (src, dst) in x.chunks_exact(k).zip(xp.chunks_exact_mut(k)) {
-                simd::to_pair_order(src, dst);
-            }
-            xp.into()
-        };
         match arith {
-            Arith::F32 => Activations::F32(ordered.into_owned()),
-            Arith::Bf16 => Activations::Bf16(to_bf16(&ordered, tiles)),
+            Arith::F32 => {
+                let mut xp = vec![0f32; x.len()];
+                xp.par_chunks_mut(k)
+                    .zip(x.par_chunks(k))
+                    .for_each(|(dst, src)| simd::to_pair_order(src, dst));
+                Activations::F32(xp)
+            }
+            Arith::Bf16 => {
+                // bf16 weights in the fast path are read as stored; MXFP4 in pair order.
+                let direct = matches!(m.weight, Weight::Bf16(_));
+                let mut xb = vec![0u16; x.len()];
+                xb.par_chunks_mut(k)
+                    .zip(x.par_chunks(k))
+                    .for_each(|(dst, src)| {
+                        if direct {
+                            to_bf16_into(src, dst, tiles);
+                        } else {
+                            let mut xp = vec![0f32; k];
+                            simd::to_pair_order(src, &mut xp);
+                            to_bf16_into(&xp, dst, tiles);
+                        }
+                    });
+                Activations::Bf16(xb)
+            }
+        }
+    }
+
+    fn arith(&self) -> Arith {
+        match self {
+            Activations::F32(_) => Arith::F32,
+            Activations::Bf16(_) => Arith::Bf16,
         }
     }
 }
@@ -396,17 +440,23 @@ fn tile_bf16(
 /// f32 → bf16, round to nearest even, order kept (the fast precision's activations).
 pub(crate) fn to_bf16(x: &[f32], tiles: Tiles) -> Vec<u16> {
     let mut out = vec![0u16; x.len()];
+    to_bf16_into(x, &mut out, tiles);
+    out
+}
+
+/// [`to_bf16`] into `out` (as long as `x`).
+pub(crate) fn to_bf16_into(x: &[f32], out: &mut [u16], tiles: Tiles) {
+    assert_eq!(x.len(), out.len(), "to_bf16: lengths");
     #[cfg(target_arch = "x86_64")]
     if tiles == Tiles::Simd && has_bf16_dot() && x.len().is_multiple_of(32) {
         // SAFETY: avx512bf16 detected; both lengths are x.len(), a multiple of 32.
-        unsafe { x86::to_bf16(x, &mut out) };
-        return out;
+        unsafe { x86::to_bf16(x, out) };
+        return;
     }
     let _ = tiles;
     for (o, &v) in out.iter_mut().zip(x) {
         *o = bf16::from_f32_rne(v);
     }
-    out
 }
 
 /// A bf16 row widened to f32 in pair order.

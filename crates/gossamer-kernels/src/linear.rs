@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::gemm::{self, Precision};
 use crate::simd::{self, Isa};
-use crate::{bf16, mxfp4};
+use crate::{bf16, moe, mxfp4};
 
 /// A weight matrix of logical shape `[rows (out), cols (in)]`, as stored.
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +154,7 @@ pub fn linear(
 ///   [`BF16_BAND_TOKENS`] tokens the blocked [`gemm`], whose bf16 tiles have the same
 ///   chains; each token's sums are exactly the one-token kernels';
 /// - otherwise (exact precision, CPUs without AVX512-BF16) every product goes through the
-///   blocked [`gemm`], even a lone token (slower for it), or [`banded`] where the GEMM does
+///   blocked [`gemm`], even a lone token (slower for it), or row by row where the GEMM does
 ///   not apply; transposed weights are per-token column updates either way.
 pub fn linear_with(
     m: &Matrix,
@@ -165,24 +165,13 @@ pub fn linear_with(
     precision: Precision,
     batch_invariant: bool,
 ) {
-    assert_eq!(x.len(), n * m.cols, "linear: input size");
-    assert_eq!(y.len(), n * m.rows, "linear: output size");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), m.rows, "linear: bias size");
-    }
-    if n == 0 {
-        return;
-    }
-    if n == 1 && (!batch_invariant || one_token_is_batch_invariant(m, precision)) {
-        one_token(m, bias, x, y, precision);
-    } else if batch_invariant && canonical_fast(m, precision) && small_or_mxfp4(m, n) {
-        canonical_tokens(m, bias, x, n, y);
-    } else if gemm::applies(m) {
-        gemm::gemm(m, x, n, y, precision);
-        add_bias(y, m.rows, bias);
-    } else {
-        banded(m, bias, x, n, y);
-    }
+    linear_many(
+        &[Product { m: *m, bias, x, n }],
+        &mut [y],
+        precision,
+        batch_invariant,
+        Epilogue::Store,
+    );
 }
 
 /// Whether the fast precision's bf16 kernels take this product (then its rows have the
@@ -194,7 +183,7 @@ fn canonical_fast(m: &Matrix, precision: Precision) -> bool {
         && !matches!(m.weight, Weight::Bf16Transposed(_))
 }
 
-/// Whether the one-token path ([`linear`] with one token, [`linear_one_token_many`])
+/// Whether the one-token path ([`linear`] or [`linear_many`] with one token)
 /// computes exactly what [`linear_with`] computes for each token of a batch-invariant
 /// product: true in the fast precision on AVX512-BF16 (the same kernels) and for transposed
 /// weights (the same per-token column updates); false where a batch-invariant lone token
@@ -216,105 +205,6 @@ fn small_or_mxfp4(m: &Matrix, n: usize) -> bool {
         Weight::Bf16(_) => n <= BF16_BAND_TOKENS,
         Weight::Bf16Transposed(_) => false,
     }
-}
-
-/// A batch-invariant product in the fast precision on AVX512-BF16, `n` tokens: each task
-/// owns a band of rows and runs the tokens through it with the canonical band kernels (the
-/// one-token path's, given more tokens); every token's result is the one-token path's, bit
-/// for bit.
-fn canonical_tokens(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
-    let k = m.cols;
-    let mut xb = vec![0u16; n * k];
-    xb.par_chunks_mut(k)
-        .zip(x.par_chunks(k))
-        .for_each(|(dst, src)| match m.weight {
-            Weight::Mxfp4 { .. } => simd::to_mxfp4_bf16_order(src, dst),
-            _ => dst.copy_from_slice(&gemm::to_bf16(src, gemm::Tiles::Simd)),
-        });
-    let chunk = rows_per_task(m, n);
-    let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let r0 = c * chunk;
-            let width = chunk.min(m.rows - r0);
-            let mut band = vec![0f32; n * width];
-            match m.weight {
-                Weight::Mxfp4 { blocks, scales } => {
-                    simd::dot_mxfp4_bf16_band(blocks, scales, k, r0, &xb, n, &mut band)
-                }
-                Weight::Bf16(w) => simd::dot_bf16_bf16_band(w, k, r0, &xb, n, &mut band),
-                Weight::Bf16Transposed(_) => unreachable!("not a canonical product"),
-            }
-            (r0, band)
-        })
-        .collect();
-    scatter_bands(bands, n, m.rows, y);
-    add_bias(y, m.rows, bias);
-}
-
-/// Copies row bands (`[n, width]` each, starting at row `r0`) into token-major `y`.
-fn scatter_bands(bands: Vec<(usize, Vec<f32>)>, n: usize, rows: usize, y: &mut [f32]) {
-    for (r0, band) in bands {
-        let width = band.len() / n;
-        for (t, src) in band.chunks_exact(width).enumerate() {
-            y[t * rows + r0..t * rows + r0 + width].copy_from_slice(src);
-        }
-    }
-}
-
-/// The products [`gemm`] does not take (no AVX2, transposed weights), for any `n`: each task
-/// owns a band of rows and runs every token through it with the one-token row kernels, f32.
-fn banded(m: &Matrix, bias: Option<&[u16]>, x: &[f32], n: usize, y: &mut [f32]) {
-    let chunk = rows_per_task(m, n);
-    // Permute the activations once for the whole product (see `simd`).
-    let permuted;
-    let pairs = m.uses_pairs();
-    let x = if pairs {
-        let mut xp = vec![0f32; x.len()];
-        for (src, dst) in x.chunks_exact(m.cols).zip(xp.chunks_exact_mut(m.cols)) {
-            match m.weight {
-                Weight::Mxfp4 { .. } => simd::to_mxfp4_order(src, dst),
-                _ => simd::to_pair_order(src, dst),
-            }
-        }
-        permuted = xp;
-        &permuted[..]
-    } else {
-        x
-    };
-    // Several tokens: each task owns a band of rows and runs every token through it while the
-    // band's weights are in cache, then the bands are scattered into token-major order.
-    let bands: Vec<(usize, Vec<f32>)> = (0..m.rows.div_ceil(chunk))
-        .into_par_iter()
-        .map(|c| {
-            let r0 = c * chunk;
-            let width = chunk.min(m.rows - r0);
-            let mut band = vec![0f32; n * width];
-            match m.weight {
-                Weight::Bf16Transposed(_) => {
-                    for t in 0..n {
-                        m.rows_into(
-                            r0,
-                            &x[t * m.cols..(t + 1) * m.cols],
-                            &mut band[t * width..(t + 1) * width],
-                            pairs,
-                        );
-                    }
-                }
-                _ => {
-                    for k in 0..width {
-                        for t in 0..n {
-                            band[t * width + k] =
-                                m.dot_row(r0 + k, &x[t * m.cols..(t + 1) * m.cols], pairs);
-                        }
-                    }
-                }
-            }
-            (r0, band)
-        })
-        .collect();
-    scatter_bands(bands, n, m.rows, y);
-    add_bias(y, m.rows, bias);
 }
 
 /// One token's activations in the order and format its row kernel reads.
@@ -352,15 +242,8 @@ fn prepare(m: &Matrix, x: &[f32], precision: Precision) -> Prepared {
     }
 }
 
-/// `out[k] = (W·x)[r0 + k] + bias` for one token whose activations are `prepared`.
-fn one_token_rows(
-    m: &Matrix,
-    bias: Option<&[u16]>,
-    x: &[f32],
-    prepared: &Prepared,
-    r0: usize,
-    out: &mut [f32],
-) {
+/// `out[k] = (W·x)[r0 + k]` for one token whose activations are `prepared`.
+fn one_token_rows(m: &Matrix, x: &[f32], prepared: &Prepared, r0: usize, out: &mut [f32]) {
     let k = m.cols;
     match (prepared, m.weight) {
         (Prepared::Bf16(xb), Weight::Bf16(w)) => simd::dot_bf16_bf16_band(w, k, r0, xb, 1, out),
@@ -370,64 +253,262 @@ fn one_token_rows(
         (Prepared::Ordered(xp), _) => m.rows_into(r0, xp, out, true),
         _ => m.rows_into(r0, x, out, false),
     }
-    if let Some(b) = bias {
-        for (o, &bb) in out.iter_mut().zip(&b[r0..]) {
-            *o += bf16::to_f32(bb);
-        }
-    }
 }
 
-/// A one-token product: rows split across the pool, each read once.
-fn one_token(m: &Matrix, bias: Option<&[u16]>, x: &[f32], y: &mut [f32], precision: Precision) {
-    let prepared = prepare(m, x, precision);
-    let chunk = rows_per_task(m, 1);
-    y.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(c, out)| one_token_rows(m, bias, x, &prepared, c * chunk, out));
-}
-
-/// One token's product with one matrix, for [`linear_one_token_many`].
-pub struct OneToken<'a> {
+/// One product of a parallel region ([`linear_many`]): `y_t = W·x_t + bias` for the `n`
+/// tokens of `x` (`[n, cols]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Product<'a> {
     pub m: Matrix<'a>,
     pub bias: Option<&'a [u16]>,
-    /// `[cols]`.
     pub x: &'a [f32],
+    pub n: usize,
 }
 
-/// Several one-token products (a decode step's routed experts) in one parallel region: one
-/// fork-join instead of one per matrix, and the threads balance across all their rows.
-/// `ys[i]` receives product `i` (`[rows]`).
-pub fn linear_one_token_many(products: &[OneToken], ys: &mut [Vec<f32>], precision: Precision) {
-    assert_eq!(products.len(), ys.len(), "one output per product");
-    let prepared: Vec<Prepared> = products
-        .iter()
-        .map(|p| {
-            assert_eq!(p.x.len(), p.m.cols, "linear: input size");
-            if let Some(b) = p.bias {
-                assert_eq!(b.len(), p.m.rows, "linear: bias size");
+/// What a product's rows become once computed (bias included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Epilogue {
+    /// Stored as they are: the output is `[n, rows]`.
+    Store,
+    /// Rows come in (gate, up) pairs (an expert's gate/up projection): each pair becomes its
+    /// clamped SwiGLU ([`moe::swiglu`]) while still in cache, and the output is
+    /// `[n, rows / 2]`.
+    SwiGlu { limit: f32 },
+}
+
+/// Several products in one parallel region: the routed experts of a decode step, the
+/// query/key/value projections, every expert of a prefill step. One fork-join instead of one
+/// per product, and the threads balance across all their rows. `ys[i]` receives product `i`
+/// (`[n, rows]`, or `[n, rows / 2]` with [`Epilogue::SwiGlu`]). Every product is computed
+/// exactly as [`linear_with`] computes it alone, bit for bit.
+pub fn linear_many(
+    products: &[Product],
+    ys: &mut [&mut [f32]],
+    precision: Precision,
+    batch_invariant: bool,
+    epilogue: Epilogue,
+) {
+    assert_eq!(products.len(), ys.len(), "linear: one output per product");
+    for (p, y) in products.iter().zip(ys.iter()) {
+        assert_eq!(p.x.len(), p.n * p.m.cols, "linear: input size");
+        let out_cols = match epilogue {
+            Epilogue::Store => p.m.rows,
+            Epilogue::SwiGlu { .. } => {
+                assert!(p.m.rows.is_multiple_of(2), "SwiGLU: rows come in pairs");
+                p.m.rows / 2
             }
-            prepare(&p.m, p.x, precision)
-        })
-        .collect();
-    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
-    for (i, (p, y)) in products.iter().zip(ys.iter_mut()).enumerate() {
-        assert_eq!(y.len(), p.m.rows, "linear: output size");
-        let chunk = rows_per_task(&p.m, 1);
-        for (c, out) in y.chunks_mut(chunk).enumerate() {
-            tasks.push((i, c * chunk, out));
+        };
+        assert_eq!(y.len(), p.n * out_cols, "linear: output size");
+        if let Some(b) = p.bias {
+            assert_eq!(b.len(), p.m.rows, "linear: bias size");
         }
     }
-    tasks.into_par_iter().for_each(|(i, r0, out)| {
+    let kernels: Vec<Kernel> = products
+        .par_iter()
+        .map(|p| Kernel::plan(p, precision, batch_invariant))
+        .collect();
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, (p, kernel)) in products.iter().zip(&kernels).enumerate() {
+        if p.n == 0 {
+            continue;
+        }
+        let mut band = kernel.band_rows(&p.m, p.n);
+        if matches!(epilogue, Epilogue::SwiGlu { .. }) {
+            band = band.next_multiple_of(2);
+        }
+        for r0 in (0..p.m.rows).step_by(band) {
+            tasks.push((i, r0, band.min(p.m.rows - r0)));
+        }
+    }
+    let outs: Vec<BandOutput> = products
+        .iter()
+        .zip(ys.iter_mut())
+        .map(|(p, y)| BandOutput::new(y, p.n))
+        .collect();
+    tasks.into_par_iter().for_each(|(i, r0, width)| {
         let p = &products[i];
-        one_token_rows(&p.m, p.bias, p.x, &prepared[i], r0, out);
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch { band, second } = &mut *scratch;
+            let band = grow(band, p.n * width);
+            kernels[i].band(p, r0, band);
+            if let Some(b) = p.bias {
+                for row in band.chunks_exact_mut(width) {
+                    for (o, &bb) in row.iter_mut().zip(&b[r0..r0 + width]) {
+                        *o += bf16::to_f32(bb);
+                    }
+                }
+            }
+            match epilogue {
+                // SAFETY (both): this task is the only one with rows r0..r0+width of
+                // product i, so the only one writing those output columns.
+                Epilogue::Store => unsafe { outs[i].put(r0, band) },
+                Epilogue::SwiGlu { limit } => {
+                    let half = width / 2;
+                    let act = grow(second, p.n * half);
+                    for (a, g) in act.chunks_exact_mut(half).zip(band.chunks_exact(width)) {
+                        moe::swiglu(g, limit, a);
+                    }
+                    unsafe { outs[i].put(r0 / 2, act) }
+                }
+            }
+        });
     });
 }
 
-fn add_bias(y: &mut [f32], rows: usize, bias: Option<&[u16]>) {
-    if let Some(b) = bias {
-        for row in y.chunks_exact_mut(rows) {
-            for (o, &bb) in row.iter_mut().zip(b) {
-                *o += bf16::to_f32(bb);
+/// Per-thread buffers for the bands of [`linear_many`]: no allocation (and no page faults
+/// on fresh memory) per task.
+#[derive(Default)]
+struct Scratch {
+    band: Vec<f32>,
+    second: Vec<f32>,
+}
+
+/// `buf`'s first `len` values, growing it if needed (contents are the caller's to overwrite).
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// A token-major output `[n, cols]` that the tasks of a region fill concurrently, each its
+/// own columns.
+struct BandOutput {
+    ptr: *mut f32,
+    n: usize,
+    cols: usize,
+}
+
+// SAFETY: a `BandOutput` is only written through `put`, whose callers guarantee that no two
+// tasks write the same columns; the buffer is borrowed mutably for the whole region.
+unsafe impl Sync for BandOutput {}
+unsafe impl Send for BandOutput {}
+
+impl BandOutput {
+    fn new(y: &mut [f32], n: usize) -> BandOutput {
+        BandOutput {
+            ptr: y.as_mut_ptr(),
+            n,
+            cols: y.len().checked_div(n).unwrap_or(0),
+        }
+    }
+
+    /// Copies `band` (`[n, width]`) into columns `c0..c0 + width` of every token.
+    ///
+    /// Safety: no other task writes those columns while this runs.
+    unsafe fn put(&self, c0: usize, band: &[f32]) {
+        let width = band.len() / self.n;
+        assert!(c0 + width <= self.cols, "band outside the output");
+        for (t, src) in band.chunks_exact(width).enumerate() {
+            // SAFETY: token t's columns c0..c0+width lie inside the `[n, cols]` buffer
+            // (asserted), and the caller owns them for this call.
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(t * self.cols + c0), width);
+        }
+    }
+}
+
+/// How one product's rows are computed, chosen once per product with its activations
+/// prepared for the kernel.
+enum Kernel {
+    /// One token through the one-token row kernels.
+    OneToken(Prepared),
+    /// A batch-invariant product in the fast precision on AVX512-BF16: the canonical band
+    /// kernels (the one-token kernels' arithmetic, given more tokens), bf16 activations per
+    /// token in their order.
+    Canonical(Vec<u16>),
+    /// The blocked GEMM.
+    Gemm(gemm::Activations),
+    /// Row by row with the one-token row kernels, f32 (no AVX2, transposed weights).
+    Rows(Prepared),
+}
+
+impl Kernel {
+    fn plan(p: &Product, precision: Precision, invariant: bool) -> Kernel {
+        let (m, n, x) = (&p.m, p.n, p.x);
+        if n == 1 && (!invariant || one_token_is_batch_invariant(m, precision)) {
+            Kernel::OneToken(prepare(m, x, precision))
+        } else if invariant && canonical_fast(m, precision) && small_or_mxfp4(m, n) {
+            let k = m.cols;
+            let mut xb = vec![0u16; n * k];
+            xb.par_chunks_mut(k)
+                .zip(x.par_chunks(k))
+                .for_each(|(dst, src)| match m.weight {
+                    Weight::Mxfp4 { .. } => simd::to_mxfp4_bf16_order(src, dst),
+                    _ => gemm::to_bf16_into(src, dst, gemm::Tiles::Simd),
+                });
+            Kernel::Canonical(xb)
+        } else if gemm::applies(m) {
+            let arith = gemm::arith(precision, gemm::Tiles::Simd);
+            Kernel::Gemm(gemm::Activations::new(m, x, arith, gemm::Tiles::Simd))
+        } else if m.uses_pairs() {
+            // Permute the activations once for the whole product (see `simd`).
+            let mut xp = vec![0f32; x.len()];
+            for (src, dst) in x.chunks_exact(m.cols).zip(xp.chunks_exact_mut(m.cols)) {
+                match m.weight {
+                    Weight::Mxfp4 { .. } => simd::to_mxfp4_order(src, dst),
+                    _ => simd::to_pair_order(src, dst),
+                }
+            }
+            Kernel::Rows(Prepared::Ordered(xp))
+        } else {
+            Kernel::Rows(Prepared::Plain)
+        }
+    }
+
+    /// Rows per parallel task.
+    fn band_rows(&self, m: &Matrix, n: usize) -> usize {
+        match self {
+            Kernel::Gemm(_) => gemm::band_rows(m),
+            _ => rows_per_task(m, n),
+        }
+    }
+
+    /// `out[t·width + i] = (W·x_t)[r0 + i]` (no bias) for the `width = out.len() / n` rows
+    /// from `r0`.
+    fn band(&self, p: &Product, r0: usize, out: &mut [f32]) {
+        let (m, n, k) = (&p.m, p.n, p.m.cols);
+        let width = out.len() / n;
+        match self {
+            Kernel::OneToken(prepared) => one_token_rows(m, p.x, prepared, r0, out),
+            Kernel::Canonical(xb) => match m.weight {
+                Weight::Mxfp4 { blocks, scales } => {
+                    simd::dot_mxfp4_bf16_band(blocks, scales, k, r0, xb, n, out)
+                }
+                Weight::Bf16(w) => simd::dot_bf16_bf16_band(w, k, r0, xb, n, out),
+                Weight::Bf16Transposed(_) => unreachable!("not a canonical product"),
+            },
+            Kernel::Gemm(acts) => gemm::band_product(m, acts, n, r0, gemm::Tiles::Simd, out),
+            Kernel::Rows(prepared) => {
+                let (x, pairs) = match prepared {
+                    Prepared::Ordered(xp) => (&xp[..], true),
+                    _ => (p.x, false),
+                };
+                match m.weight {
+                    Weight::Bf16Transposed(_) => {
+                        for t in 0..n {
+                            m.rows_into(
+                                r0,
+                                &x[t * k..(t + 1) * k],
+                                &mut out[t * width..(t + 1) * width],
+                                pairs,
+                            );
+                        }
+                    }
+                    _ => {
+                        // Each row once for every token, while it is in cache.
+                        for i in 0..width {
+                            for t in 0..n {
+                                out[t * width + i] =
+                                    m.dot_row(r0 + i, &x[t * k..(t + 1) * k], pairs);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -490,37 +571,65 @@ mod tests {
     }
 
     #[test]
-    fn many_one_token_products_equal_one_at_a_time() {
-        let (rows, cols) = (37, 64);
+    fn products_in_one_region_equal_one_at_a_time() {
+        let (rows, cols) = (38, 64);
         let w: Vec<u16> = (0..rows * cols)
             .map(|i| bf(((i * 13 % 29) as f32 - 14.0) * 0.03))
             .collect();
         let blocks: Vec<u8> = (0..rows * cols / 2).map(|i| (i * 91 + 3) as u8).collect();
         let scales: Vec<u8> = (0..rows * cols / 32).map(|i| 121 + (i % 7) as u8).collect();
         let bias: Vec<u16> = (0..rows).map(|r| bf(r as f32 * 0.01)).collect();
-        let xa: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.7).sin()).collect();
-        let xb: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.3).cos()).collect();
+        let x: Vec<f32> = (0..9 * cols).map(|i| (i as f32 * 0.7).sin()).collect();
         let mats = [
             Matrix::bf16(&w, rows, cols),
             Matrix::mxfp4(&blocks, &scales, rows, cols),
             Matrix::bf16_transposed(&w, rows, cols),
         ];
         for precision in [Precision::Exact, Precision::Fast] {
-            let products: Vec<OneToken> = mats
-                .iter()
-                .zip([&xa, &xb, &xa])
-                .map(|(m, x)| OneToken {
-                    m: *m,
-                    bias: Some(&bias),
-                    x,
-                })
-                .collect();
-            let mut ys = vec![vec![0f32; rows]; 3];
-            linear_one_token_many(&products, &mut ys, precision);
-            for (p, y) in products.iter().zip(&ys) {
-                let mut alone = vec![0f32; rows];
-                linear(&p.m, p.bias, p.x, 1, &mut alone, precision);
-                assert_eq!(y, &alone, "{precision:?}");
+            for invariant in [false, true] {
+                // Every format with one token and with several.
+                let products: Vec<Product> = mats
+                    .iter()
+                    .flat_map(|m| {
+                        [1, 2, 9].map(|n| Product {
+                            m: *m,
+                            bias: Some(&bias),
+                            x: &x[..n * cols],
+                            n,
+                        })
+                    })
+                    .collect();
+                let mut ys: Vec<Vec<f32>> =
+                    products.iter().map(|p| vec![0f32; p.n * rows]).collect();
+                let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+                linear_many(&products, &mut refs, precision, invariant, Epilogue::Store);
+                for (p, y) in products.iter().zip(&ys) {
+                    let mut alone = vec![0f32; p.n * rows];
+                    linear_with(&p.m, p.bias, p.x, p.n, &mut alone, precision, invariant);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(y), bits(&alone), "{precision:?}, {} tokens", p.n);
+                }
+                // The SwiGLU epilogue is SwiGLU applied to the stored product.
+                let mut acts: Vec<Vec<f32>> = products
+                    .iter()
+                    .map(|p| vec![0f32; p.n * rows / 2])
+                    .collect();
+                let mut refs: Vec<&mut [f32]> = acts.iter_mut().map(|y| &mut y[..]).collect();
+                let limit = 0.4;
+                linear_many(
+                    &products,
+                    &mut refs,
+                    precision,
+                    invariant,
+                    Epilogue::SwiGlu { limit },
+                );
+                for ((p, y), a) in products.iter().zip(&ys).zip(&acts) {
+                    let mut want = vec![0f32; p.n * rows / 2];
+                    for (w, g) in want.chunks_exact_mut(rows / 2).zip(y.chunks_exact(rows)) {
+                        moe::swiglu(g, limit, w);
+                    }
+                    assert_eq!(a, &want, "{precision:?}, {} tokens, SwiGLU", p.n);
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 
 use gossamer_kernels::gemm::Precision;
 use gossamer_kernels::linear::{
-    linear, linear_one_token_many, linear_with, one_token_is_batch_invariant, Matrix, OneToken,
+    linear, linear_many, linear_with, one_token_is_batch_invariant, Epilogue, Matrix, Product,
 };
 
 fn xorshift(seed: u64) -> impl FnMut() -> u64 {
@@ -80,16 +80,18 @@ fn batch_invariant_products_equal_each_token_alone_bit_for_bit() {
                     let mut y = vec![0f32; rows];
                     linear(m, Some(&bias), token(5), 1, &mut y, precision);
                     assert_eq!(bits(&y), bits(&alone[5]), "{name} {precision:?}: linear");
-                    let products: Vec<OneToken> = [3, 9]
+                    let products: Vec<Product> = [3, 9]
                         .iter()
-                        .map(|&t| OneToken {
+                        .map(|&t| Product {
                             m: *m,
                             bias: Some(&bias),
                             x: token(t),
+                            n: 1,
                         })
                         .collect();
                     let mut ys = vec![vec![0f32; rows]; 2];
-                    linear_one_token_many(&products, &mut ys, precision);
+                    let mut refs: Vec<&mut [f32]> = ys.iter_mut().map(|y| &mut y[..]).collect();
+                    linear_many(&products, &mut refs, precision, false, Epilogue::Store);
                     assert_eq!(bits(&ys[0]), bits(&alone[3]), "{name} {precision:?}: many");
                     assert_eq!(bits(&ys[1]), bits(&alone[9]), "{name} {precision:?}: many");
                 }

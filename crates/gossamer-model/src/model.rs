@@ -3,9 +3,7 @@
 use gossamer_checkpoint::{Checkpoint, ExpertMatrix, Linear, ModelConfig, Weights};
 use gossamer_kernels::attention::{attention, AttentionShape, KvView};
 pub use gossamer_kernels::gemm::Precision;
-use gossamer_kernels::linear::{
-    linear_one_token_many, linear_with, one_token_is_batch_invariant, Matrix, OneToken,
-};
+use gossamer_kernels::linear::{linear_many, linear_with, Epilogue, Matrix, Product};
 use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_kernels::{bf16, moe, norm};
 use rayon::prelude::*;
@@ -247,11 +245,7 @@ impl GptOss {
                 norm::rms_norm(&x, layer.attn_norm.as_u16(), eps, &mut normed)
             });
             let (mut q, mut k, v) = self.timed(Op::QkvProjection, || {
-                (
-                    project(&layer.q, &normed, n, p, invariant),
-                    project(&layer.k, &normed, n, p, invariant),
-                    project(&layer.v, &normed, n, p, invariant),
-                )
+                project_qkv([&layer.q, &layer.k, &layer.v], &normed, n, p, invariant)
             });
             self.timed(Op::Rope, || {
                 for t in 0..n {
@@ -370,168 +364,116 @@ impl GptOss {
     }
 
     /// Routes each token to its top-k experts and sums their weighted outputs. Tokens are
-    /// grouped by expert so each expert's weights are read once per step.
+    /// grouped by expert so each expert's weights are read once per step, and all the
+    /// experts' products share one parallel region per projection (the SwiGLU applied in
+    /// it, on each band of gate/up rows while it is in cache). Each token's expert outputs
+    /// are summed in routing order, whatever the batch.
     fn experts(&self, l: usize, x: &[f32], router_logits: &[f32], n: usize) -> Vec<f32> {
         let cfg = &self.cfg;
-        let (h, inter, e_count) = (
+        let (h, inter, e_count, k) = (
             cfg.hidden_size,
             cfg.intermediate_size,
             cfg.num_local_experts,
+            cfg.num_experts_per_tok,
         );
         let ex = &self.w.layers[l].experts;
         let routes: Vec<Vec<(usize, f32)>> = self.timed(Op::Router, || {
             router_logits
                 .chunks_exact(e_count)
-                .map(|r| moe::route(r, cfg.num_experts_per_tok))
+                .map(|r| moe::route(r, k))
                 .collect()
         });
-        // Expert e's matrices with their biases.
-        let gate_up_of = |e: usize| {
-            (
-                expert_matrix(&ex.gate_up, e, 2 * inter, h),
-                &ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter],
-            )
-        };
-        let down_of = |e: usize| {
-            (
-                expert_matrix(&ex.down, e, h, inter),
-                &ex.down_bias.as_u16()[e * h..(e + 1) * h],
-            )
-        };
-        let mut out = vec![0f32; n * h];
-        // A batch-invariant lone token may take the decode path where the one-token kernels
-        // are the invariant arithmetic (the fast precision on AVX512-BF16): it sums the
-        // experts in routing order too.
-        let one_token_ok = !self.batch_invariant
-            || (one_token_is_batch_invariant(&gate_up_of(0).0, self.precision)
-                && one_token_is_batch_invariant(&down_of(0).0, self.precision));
-        if n == 1 && one_token_ok {
-            // Decoding: the routed experts' products share one parallel region each.
-            let routed = &routes[0];
-            let gu = self.timed(Op::ExpertGateUp, || {
-                let products: Vec<OneToken> = routed
+        // Per expert with work: its (token, routing slot) pairs.
+        let users: Vec<(usize, Vec<(usize, usize)>)> = (0..e_count)
+            .filter_map(|e| {
+                let users: Vec<(usize, usize)> = routes
                     .iter()
-                    .map(|&(e, _)| {
-                        let (m, bias) = gate_up_of(e);
-                        OneToken {
-                            m,
-                            bias: Some(bias),
-                            x,
-                        }
-                    })
+                    .enumerate()
+                    .filter_map(|(t, r)| r.iter().position(|(ee, _)| *ee == e).map(|j| (t, j)))
                     .collect();
-                let mut ys = vec![vec![0f32; 2 * inter]; products.len()];
-                linear_one_token_many(&products, &mut ys, self.precision);
-                ys
-            });
-            let acts: Vec<Vec<f32>> = self.timed(Op::Swiglu, || {
-                gu.iter()
-                    .map(|g| {
-                        let mut a = vec![0f32; inter];
-                        moe::swiglu(g, cfg.swiglu_limit, &mut a);
-                        a
-                    })
-                    .collect()
-            });
-            let ys = self.timed(Op::ExpertDown, || {
-                let products: Vec<OneToken> = routed
-                    .iter()
-                    .zip(&acts)
-                    .map(|(&(e, _), a)| {
-                        let (m, bias) = down_of(e);
-                        OneToken {
-                            m,
-                            bias: Some(bias),
-                            x: a,
-                        }
-                    })
-                    .collect();
-                let mut ys = vec![vec![0f32; h]; products.len()];
-                linear_one_token_many(&products, &mut ys, self.precision);
-                ys
-            });
-            self.timed(Op::ExpertCombine, || {
-                for (&(_, w), y) in routed.iter().zip(&ys) {
-                    for (o, &v) in out.iter_mut().zip(y) {
-                        *o += w * v;
-                    }
-                }
-            });
-            return out;
-        }
-        // Each token's expert outputs, by routing slot, summed per token in routing order
-        // afterwards (the order a lone decode token uses, whatever the batch).
-        let k = cfg.num_experts_per_tok;
-        let mut slots = vec![0f32; n * k * h];
-        for e in 0..e_count {
-            // (token, slot) pairs routed to expert e.
-            let users: Vec<(usize, usize)> = routes
-                .iter()
-                .enumerate()
-                .filter_map(|(t, r)| r.iter().position(|(ee, _)| *ee == e).map(|j| (t, j)))
-                .collect();
-            if users.is_empty() {
-                continue;
-            }
-            let m = users.len();
-            let xs = self.timed(Op::ExpertCombine, || {
-                let mut xs = Vec::with_capacity(m * h);
-                for &(t, _) in &users {
-                    xs.extend_from_slice(&x[t * h..(t + 1) * h]);
-                }
-                xs
-            });
-            let invariant = self.batch_invariant;
-            let gu = self.timed(Op::ExpertGateUp, || {
-                let (gate_up, gu_bias) = gate_up_of(e);
-                let mut gu = vec![0f32; m * 2 * inter];
-                linear_with(
-                    &gate_up,
-                    Some(gu_bias),
-                    &xs,
-                    m,
-                    &mut gu,
-                    self.precision,
-                    invariant,
-                );
-                gu
-            });
-            let act = self.timed(Op::Swiglu, || {
-                let mut act = vec![0f32; m * inter];
-                act.par_chunks_mut(inter)
-                    .zip(gu.par_chunks(2 * inter))
-                    .for_each(|(a, g)| moe::swiglu(g, cfg.swiglu_limit, a));
-                act
-            });
-            let y = self.timed(Op::ExpertDown, || {
-                let (down, down_bias) = down_of(e);
-                let mut y = vec![0f32; m * h];
-                linear_with(
-                    &down,
-                    Some(down_bias),
-                    &act,
-                    m,
-                    &mut y,
-                    self.precision,
-                    invariant,
-                );
-                y
-            });
-            for (i, &(t, j)) in users.iter().enumerate() {
-                slots[(t * k + j) * h..(t * k + j + 1) * h].copy_from_slice(&y[i * h..(i + 1) * h]);
-            }
-        }
+                (!users.is_empty()).then_some((e, users))
+            })
+            .collect();
+        let counts: Vec<usize> = users.iter().map(|(_, u)| u.len()).collect();
+        // Their activations, expert after expert, in one buffer (and the products' outputs
+        // likewise): a few large allocations per layer rather than three per expert.
+        let mut xs = vec![0f32; n * k * h];
         self.timed(Op::ExpertCombine, || {
-            for (t, routed) in routes.iter().enumerate() {
-                for (j, &(_, w)) in routed.iter().enumerate() {
-                    let y = &slots[(t * k + j) * h..(t * k + j + 1) * h];
-                    for (o, &v) in out[t * h..(t + 1) * h].iter_mut().zip(y) {
-                        *o += w * v;
+            split_rows(&mut xs, &counts, h)
+                .into_par_iter()
+                .zip(&users)
+                .for_each(|(dst, (_, u))| {
+                    for (row, &(t, _)) in dst.chunks_exact_mut(h).zip(u) {
+                        row.copy_from_slice(&x[t * h..(t + 1) * h]);
                     }
+                });
+        });
+        let xs = split_rows(&mut xs, &counts, h);
+        let mut acts = vec![0f32; n * k * inter];
+        let mut acts = split_rows(&mut acts, &counts, inter);
+        self.timed(Op::ExpertGateUp, || {
+            let products: Vec<Product> = users
+                .iter()
+                .zip(&xs)
+                .map(|((e, u), xs)| Product {
+                    m: expert_matrix(&ex.gate_up, *e, 2 * inter, h),
+                    bias: Some(&ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter]),
+                    x: xs,
+                    n: u.len(),
+                })
+                .collect();
+            linear_many(
+                &products,
+                &mut acts,
+                self.precision,
+                self.batch_invariant,
+                Epilogue::SwiGlu {
+                    limit: cfg.swiglu_limit,
+                },
+            );
+        });
+        let mut ys = vec![0f32; n * k * h];
+        let mut ys = split_rows(&mut ys, &counts, h);
+        self.timed(Op::ExpertDown, || {
+            let products: Vec<Product> = users
+                .iter()
+                .zip(&acts)
+                .map(|((e, u), a)| Product {
+                    m: expert_matrix(&ex.down, *e, h, inter),
+                    bias: Some(&ex.down_bias.as_u16()[e * h..(e + 1) * h]),
+                    x: a,
+                    n: u.len(),
+                })
+                .collect();
+            linear_many(
+                &products,
+                &mut ys,
+                self.precision,
+                self.batch_invariant,
+                Epilogue::Store,
+            );
+        });
+        self.timed(Op::ExpertCombine, || {
+            // Each token's outputs by routing slot, then summed in routing order.
+            let mut of: Vec<&[f32]> = vec![&[]; n * k];
+            for ((_, u), y) in users.iter().zip(&ys) {
+                for (i, &(t, j)) in u.iter().enumerate() {
+                    of[t * k + j] = &y[i * h..(i + 1) * h];
                 }
             }
-        });
-        out
+            let mut out = vec![0f32; n * h];
+            out.par_chunks_mut(h)
+                .zip(&routes)
+                .enumerate()
+                .for_each(|(t, (out, routed))| {
+                    for (j, &(_, w)) in routed.iter().enumerate() {
+                        for (o, &v) in out.iter_mut().zip(of[t * k + j]) {
+                            *o += w * v;
+                        }
+                    }
+                });
+            out
+        })
     }
 }
 
@@ -548,6 +490,33 @@ fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision, invariant: b
         invariant,
     );
     y
+}
+
+/// The query, key and value projections of `n` tokens in one parallel region (one fork-join
+/// instead of three; the threads balance across all their rows, the small key and value
+/// matrices included), each computed exactly as [`project`] computes it alone.
+fn project_qkv(
+    lins: [&Linear; 3],
+    x: &[f32],
+    n: usize,
+    precision: Precision,
+    invariant: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let products = lins.map(|lin| Product {
+        m: Matrix::bf16(lin.weight.as_u16(), lin.rows, lin.cols),
+        bias: lin.bias.as_ref().map(|b| b.as_u16()),
+        x,
+        n,
+    });
+    let [mut q, mut k, mut v] = lins.map(|lin| vec![0f32; n * lin.rows]);
+    linear_many(
+        &products,
+        &mut [&mut q[..], &mut k[..], &mut v[..]],
+        precision,
+        invariant,
+        Epilogue::Store,
+    );
+    (q, k, v)
 }
 
 /// Expert `e`'s `[rows, cols]` matrix as a view into the stacked tensor.
@@ -568,6 +537,18 @@ fn expert_matrix(m: &ExpertMatrix, e: usize, rows: usize, cols: usize) -> Matrix
             cols,
         ),
     }
+}
+
+/// `buf` cut into consecutive pieces of `count × width` values, one per count.
+fn split_rows<'a>(mut buf: &'a mut [f32], counts: &[usize], width: usize) -> Vec<&'a mut [f32]> {
+    counts
+        .iter()
+        .map(|&c| {
+            let (piece, rest) = std::mem::take(&mut buf).split_at_mut(c * width);
+            buf = rest;
+            piece
+        })
+        .collect()
 }
 
 fn add_into(x: &mut [f32], y: &[f32]) {

@@ -15,8 +15,8 @@ pub enum Op {
     Attention,
     OutProjection,
     Router,
+    /// With the SwiGLU, applied in the same pass.
     ExpertGateUp,
-    Swiglu,
     ExpertDown,
     /// Gathering each expert's tokens and adding its weighted outputs back.
     ExpertCombine,
@@ -24,7 +24,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 11] = [
         Op::Embed,
         Op::Norm,
         Op::QkvProjection,
@@ -33,7 +33,6 @@ impl Op {
         Op::OutProjection,
         Op::Router,
         Op::ExpertGateUp,
-        Op::Swiglu,
         Op::ExpertDown,
         Op::ExpertCombine,
         Op::Unembed,
@@ -49,7 +48,6 @@ impl Op {
             Op::OutProjection => "out_proj",
             Op::Router => "router",
             Op::ExpertGateUp => "expert_gate_up",
-            Op::Swiglu => "swiglu",
             Op::ExpertDown => "expert_down",
             Op::ExpertCombine => "expert_combine",
             Op::Unembed => "unembed",
