@@ -246,6 +246,31 @@ struct RandomCheckpointArgs {
     max_shard_bytes: u64,
 }
 
+/// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the
+/// kernel. A forward pass allocates activations of megabytes to tens of megabytes per layer
+/// (a 512-token prompt's expert inputs are 24 MB); by default glibc serves each from fresh
+/// pages (above its mmap threshold) or trims them on free, so every layer paid again for
+/// page faults and zeroing: 287 k faults against 54 k for a 4-layer 512-token prefill, and
+/// 5 % of its time. Resident memory stays at the largest step's high-water mark, which the
+/// next step reuses anyway.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // glibc's ceiling for the mmap threshold on 64-bit (half its 64 MiB heap size).
+        const MMAP_THRESHOLD: libc::c_int = 32 << 20;
+        const TRIM_THRESHOLD: libc::c_int = 1 << 30;
+        // SAFETY: mallopt only changes the allocator's tuning parameters; it is called
+        // before any other thread exists, and both values are in glibc's accepted ranges.
+        let ok = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        };
+        if !ok {
+            tracing::debug!("glibc refused the allocator tuning; keeping its defaults");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -254,6 +279,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    keep_freed_memory();
     let threads = match &cli.command {
         Command::Bench(b) => b.threads.or(cli.threads),
         _ => cli.threads,
