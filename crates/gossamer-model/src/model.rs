@@ -177,6 +177,14 @@ impl GptOss {
     /// With [`set_batch_invariant`](Self::set_batch_invariant), a sequence's results do not
     /// depend on what else is in the batch, bit for bit.
     pub fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
+        // The whole step on one of the pool's threads: its parallel regions (a few hundred
+        // per decoded token) then start on that thread's own queue, where the other threads
+        // steal them, instead of each being injected into the pool from outside and the
+        // caller woken up after it.
+        rayon::scope(|_| self.forward_batch_in_pool(steps))
+    }
+
+    fn forward_batch_in_pool(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.cfg;
         if steps.is_empty() || steps.iter().any(|s| s.tokens.is_empty()) {
             return Err(ModelError::Empty);
