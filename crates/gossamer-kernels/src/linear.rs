@@ -65,9 +65,10 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Whether rows are read by the SIMD kernels, which take activations in pair order.
+    /// Whether rows are read by the x86 SIMD kernels, which take activations in pair order
+    /// (the NEON ones read storage order).
     fn uses_pairs(&self) -> bool {
-        simd::isa() != Isa::Scalar
+        matches!(simd::isa(), Isa::Avx2 | Isa::Avx512)
             && self.cols.is_multiple_of(simd::PAIR_BLOCK)
             && !matches!(self.weight, Weight::Bf16Transposed(_))
     }
@@ -82,7 +83,7 @@ impl<'a> Matrix<'a> {
                 if pairs {
                     simd::dot_bf16_pairs(row, x)
                 } else {
-                    bf16::dot(row, x)
+                    simd::dot_bf16_stored(row, x)
                 }
             }
             Weight::Mxfp4 { blocks, scales } => {
@@ -92,7 +93,7 @@ impl<'a> Matrix<'a> {
                 if pairs {
                     simd::dot_mxfp4_ordered(b, s, x)
                 } else {
-                    mxfp4::dot_row(b, s, x)
+                    simd::dot_mxfp4_stored(b, s, x)
                 }
             }
             Weight::Bf16Transposed(_) => unreachable!("transposed weights are not read by row"),

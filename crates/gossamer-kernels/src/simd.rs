@@ -28,6 +28,10 @@ pub enum Isa {
     /// AVX-512F, with BW (byte widening) and VL (lets the compiler use all 32 registers in
     /// the GEMM tiles).
     Avx512,
+    /// NEON (every aarch64 CPU): row kernels over activations in storage order
+    /// ([`dot_bf16_stored`], [`dot_mxfp4_stored`]); the x86 kernels' pair orders, GEMM tiles
+    /// and bf16 arithmetic do not apply.
+    Neon,
 }
 
 /// Detected once. `GOSSAMER_ISA=scalar` or `=avx2` caps it (for comparisons); a capped ISA
@@ -57,6 +61,10 @@ fn detect() -> Isa {
         {
             return Isa::Avx2;
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return Isa::Neon;
     }
     Isa::Scalar
 }
@@ -121,6 +129,33 @@ fn from_mxfp4_order(xq: &[f32]) -> Vec<f32> {
     }
     x[whole..].copy_from_slice(&from_pair_order(&xq[whole..]));
     x
+}
+
+/// `Σ w[i]·x[i]` for a bf16 row, `x` in storage order: the NEON kernel where [`isa`] is
+/// `Neon`, the plain code ([`crate::bf16::dot`], its scalar twin) elsewhere.
+#[inline]
+pub fn dot_bf16_stored(w: &[u16], x: &[f32]) -> f32 {
+    assert_eq!(w.len(), x.len());
+    #[cfg(target_arch = "aarch64")]
+    if isa() == Isa::Neon {
+        // SAFETY: `isa()` returns Neon only after detecting neon; equal lengths (asserted).
+        return unsafe { neon::dot_bf16(w, x) };
+    }
+    crate::bf16::dot(w, x)
+}
+
+/// `Σ W[i]·x[i]` for one MXFP4 row, `x` in storage order: the NEON kernel where [`isa`] is
+/// `Neon`, the plain code ([`crate::mxfp4::dot_row`], its scalar twin) elsewhere.
+#[inline]
+pub fn dot_mxfp4_stored(blocks: &[u8], scales: &[u8], x: &[f32]) -> f32 {
+    assert_eq!(blocks.len(), scales.len() * 16);
+    assert_eq!(x.len(), scales.len() * PAIR_BLOCK);
+    #[cfg(target_arch = "aarch64")]
+    if isa() == Isa::Neon {
+        // SAFETY: neon detected; the three lengths agree (asserted).
+        return unsafe { neon::dot_mxfp4(blocks, scales, x) };
+    }
+    crate::mxfp4::dot_row(blocks, scales, x)
 }
 
 /// `Σ w[i]·x[i]` for a bf16 row, `xp` in pair order. Caller guarantees `isa() != Scalar`.
@@ -286,9 +321,11 @@ pub fn dot_mxfp4_bf16_band(
 }
 
 /// Low and high bytes of each E2M1 code's bf16 value (the tables of the byte shuffles).
+#[cfg(target_arch = "x86_64")]
 const E2M1_BF16_LO: [u8; 16] = [
     0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0, 0x00, 0x00, 0x80, 0xC0, 0x00, 0x40, 0x80, 0xC0,
 ];
+#[cfg(target_arch = "x86_64")]
 const E2M1_BF16_HI: [u8; 16] = [
     0x00, 0x3F, 0x3F, 0x3F, 0x40, 0x40, 0x40, 0x40, 0x80, 0xBF, 0xBF, 0xBF, 0xC0, 0xC0, 0xC0, 0xC0,
 ];
@@ -1050,6 +1087,82 @@ pub(crate) mod x86 {
     }
 }
 
+/// The aarch64 row kernels: activations in storage order, f32 arithmetic.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon {
+    use std::arch::aarch64::*;
+
+    /// E2M1 values times two (all integers), by code: what `tbl` looks up.
+    const E2M1_TWICE: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+    /// `Σ w[i]·x[i]`: 16 elements a step into four accumulators (a bf16 widens to f32 by a
+    /// 16-bit left shift), the tail in the plain code.
+    ///
+    /// Safety: the CPU has neon; `w.len() == x.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_bf16(w: &[u16], x: &[f32]) -> f32 {
+        let n = w.len() / 16 * 16;
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 16 <= n <= len for both slices.
+            let a = vld1q_u16(wp.add(i));
+            let b = vld1q_u16(wp.add(i + 8));
+            let wf = [
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(a))),
+                vreinterpretq_f32_u32(vshll_high_n_u16::<16>(a)),
+                vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(b))),
+                vreinterpretq_f32_u32(vshll_high_n_u16::<16>(b)),
+            ];
+            for (j, (acc, wf)) in acc.iter_mut().zip(wf).enumerate() {
+                *acc = vfmaq_f32(*acc, wf, vld1q_f32(xp.add(i + 4 * j)));
+            }
+            i += 16;
+        }
+        let total = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        vaddvq_f32(total) + crate::bf16::dot(&w[n..], &x[n..])
+    }
+
+    /// `Σ W[i]·x[i]` for one MXFP4 row: per block, `tbl` looks each code's value (times two)
+    /// up, the two nibbles of a byte are zipped back into element order, widened to f32 and
+    /// multiplied with the activations in four accumulators; their sum times the block scale
+    /// (halved) goes into the total.
+    ///
+    /// Safety: the CPU has neon; `blocks.len() == 16·scales.len()`, `x.len() ==
+    /// 32·scales.len()`.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_mxfp4(blocks: &[u8], scales: &[u8], x: &[f32]) -> f32 {
+        // SAFETY (loads): block g is blocks[16g..16g+16] and x[32g..32g+32].
+        let table = vld1q_s8(E2M1_TWICE.as_ptr());
+        let low = vdupq_n_u8(0x0F);
+        let mut total = vdupq_n_f32(0.0);
+        for (g, &s) in scales.iter().enumerate() {
+            let bytes = vld1q_u8(blocks.as_ptr().add(16 * g));
+            let lo = vqtbl1q_s8(table, vandq_u8(bytes, low));
+            let hi = vqtbl1q_s8(table, vshrq_n_u8::<4>(bytes));
+            // Byte j holds elements 2j (low nibble) and 2j + 1 (high nibble).
+            let values = [vzip1q_s8(lo, hi), vzip2q_s8(lo, hi)];
+            let xs = x.as_ptr().add(32 * g);
+            let mut acc = [vdupq_n_f32(0.0); 4];
+            for (h, v) in values.into_iter().enumerate() {
+                let wide = [vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v)];
+                for (q, w16) in wide.into_iter().enumerate() {
+                    let w32 = [vmovl_s16(vget_low_s16(w16)), vmovl_high_s16(w16)];
+                    for (r, w) in w32.into_iter().enumerate() {
+                        let k = 16 * h + 8 * q + 4 * r;
+                        let a = &mut acc[2 * q + r];
+                        *a = vfmaq_f32(*a, vcvtq_f32_s32(w), vld1q_f32(xs.add(k)));
+                    }
+                }
+            }
+            let block = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+            total = vfmaq_n_f32(total, block, crate::mxfp4::scale(s) * 0.5);
+        }
+        vaddvq_f32(total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1296,6 +1409,7 @@ mod tests {
             }
         }
 
+        #[cfg(target_arch = "x86_64")]
         #[test]
         fn hsum_is_the_scalar_tree(seed in any::<u64>()) {
             let mut next = xorshift(seed);
@@ -1304,7 +1418,6 @@ mod tests {
                 let m = (next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
                 m * [1.0f32, 1e-7, 3e3, 1e7][i % 4]
             });
-            #[cfg(target_arch = "x86_64")]
             if crate::gemm::has_bf16_dot() {
                 // SAFETY: avx512f detected (has_bf16_dot); 16 floats read from a 16-array.
                 let simd = unsafe {
@@ -1315,6 +1428,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn e2m1_bf16_tables_hold_the_e2m1_values() {
         for (i, v) in crate::mxfp4::E2M1.iter().enumerate() {
@@ -1341,9 +1455,55 @@ mod tests {
         assert_eq!(from_mxfp4_order(&xq), x);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The storage-order row kernels (NEON on aarch64) against their plain twins, over
+        /// odd lengths (bf16 tails) and any scale.
+        #[test]
+        fn stored_order_kernels_equal_their_scalar_twins(
+            blocks in 1usize..12,
+            extra in 0usize..32,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let mut next = seed | 1;
+            let mut rand = move || {
+                next ^= next << 13;
+                next ^= next >> 7;
+                next ^= next << 17;
+                next
+            };
+            let unit = |v: u64| (v >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
+            let k = 32 * blocks;
+            let x: Vec<f32> = (0..k + extra).map(|_| unit(rand()) * 4.0).collect();
+            let w: Vec<u16> = (0..k + extra)
+                .map(|_| crate::bf16::from_f32_rne(unit(rand()) * 2.0))
+                .collect();
+            let mag: f32 = w.iter().zip(&x).map(|(&a, b)| (crate::bf16::to_f32(a) * b).abs()).sum();
+            let (got, want) = (dot_bf16_stored(&w, &x), crate::bf16::dot(&w, &x));
+            proptest::prop_assert!((got - want).abs() <= 1e-5 * mag + 1e-30, "bf16 {} vs {}", got, want);
+
+            let bytes: Vec<u8> = (0..16 * blocks).map(|_| rand() as u8).collect();
+            let scales: Vec<u8> = (0..blocks).map(|_| 100 + (rand() % 40) as u8).collect();
+            let mut dense = vec![0f32; k];
+            crate::mxfp4::decode_row(&bytes, &scales, &mut dense);
+            let mag: f32 = dense.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+            let (got, want) = (
+                dot_mxfp4_stored(&bytes, &scales, &x[..k]),
+                crate::mxfp4::dot_row(&bytes, &scales, &x[..k]),
+            );
+            proptest::prop_assert!((got - want).abs() <= 1e-5 * mag + 1e-30, "mxfp4 {} vs {}", got, want);
+        }
+    }
+
     #[test]
     fn reports_the_isa() {
         // Not an assertion about the machine: just that detection runs and is stable.
         assert_eq!(isa(), isa());
+        // Except on aarch64, where NEON is part of the architecture: the NEON kernels must
+        // be the ones the tests exercise.
+        #[cfg(target_arch = "aarch64")]
+        if std::env::var_os("GOSSAMER_ISA").is_none() {
+            assert_eq!(isa(), Isa::Neon);
+        }
     }
 }
