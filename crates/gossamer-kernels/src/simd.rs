@@ -1455,35 +1455,27 @@ mod tests {
         assert_eq!(from_mxfp4_order(&xq), x);
     }
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         /// The storage-order row kernels (NEON on aarch64) against their plain twins, over
         /// odd lengths (bf16 tails) and any scale.
         #[test]
         fn stored_order_kernels_equal_their_scalar_twins(
             blocks in 1usize..12,
             extra in 0usize..32,
-            seed in proptest::prelude::any::<u64>(),
+            seed in any::<u64>(),
         ) {
-            let mut next = seed | 1;
-            let mut rand = move || {
-                next ^= next << 13;
-                next ^= next >> 7;
-                next ^= next << 17;
-                next
-            };
+            let mut next = xorshift(seed);
             let unit = |v: u64| (v >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
             let k = 32 * blocks;
-            let x: Vec<f32> = (0..k + extra).map(|_| unit(rand()) * 4.0).collect();
-            let w: Vec<u16> = (0..k + extra)
-                .map(|_| crate::bf16::from_f32_rne(unit(rand()) * 2.0))
-                .collect();
+            let x: Vec<f32> = (0..k + extra).map(|_| unit(next()) * 4.0).collect();
+            let w: Vec<u16> = (0..k + extra).map(|_| bf(unit(next()) * 2.0)).collect();
             let mag: f32 = w.iter().zip(&x).map(|(&a, b)| (crate::bf16::to_f32(a) * b).abs()).sum();
             let (got, want) = (dot_bf16_stored(&w, &x), crate::bf16::dot(&w, &x));
-            proptest::prop_assert!((got - want).abs() <= 1e-5 * mag + 1e-30, "bf16 {} vs {}", got, want);
+            prop_assert!(close(got, want, mag), "bf16 {} vs {}", got, want);
 
-            let bytes: Vec<u8> = (0..16 * blocks).map(|_| rand() as u8).collect();
-            let scales: Vec<u8> = (0..blocks).map(|_| 100 + (rand() % 40) as u8).collect();
+            let bytes: Vec<u8> = (0..16 * blocks).map(|_| next() as u8).collect();
+            let scales: Vec<u8> = (0..blocks).map(|_| 100 + (next() % 40) as u8).collect();
             let mut dense = vec![0f32; k];
             crate::mxfp4::decode_row(&bytes, &scales, &mut dense);
             let mag: f32 = dense.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
@@ -1491,7 +1483,7 @@ mod tests {
                 dot_mxfp4_stored(&bytes, &scales, &x[..k]),
                 crate::mxfp4::dot_row(&bytes, &scales, &x[..k]),
             );
-            proptest::prop_assert!((got - want).abs() <= 1e-5 * mag + 1e-30, "mxfp4 {} vs {}", got, want);
+            prop_assert!(close(got, want, mag), "mxfp4 {} vs {}", got, want);
         }
     }
 
