@@ -420,16 +420,14 @@ impl GptOss {
         let mut acts = vec![0f32; n * k * inter];
         let mut acts = split_rows(&mut acts, &counts, inter);
         self.timed(Op::ExpertGateUp, || {
-            let products: Vec<Product> = users
-                .iter()
-                .zip(&xs)
-                .map(|((e, u), xs)| Product {
-                    m: expert_matrix(&ex.gate_up, *e, 2 * inter, h),
-                    bias: Some(&ex.gate_up_bias.as_u16()[e * 2 * inter..(e + 1) * 2 * inter]),
-                    x: xs,
-                    n: u.len(),
-                })
-                .collect();
+            let products = expert_products(
+                &users,
+                &ex.gate_up,
+                ex.gate_up_bias.as_u16(),
+                2 * inter,
+                h,
+                &xs,
+            );
             linear_many(
                 &products,
                 &mut acts,
@@ -443,16 +441,8 @@ impl GptOss {
         let mut ys = vec![0f32; n * k * h];
         let mut ys = split_rows(&mut ys, &counts, h);
         self.timed(Op::ExpertDown, || {
-            let products: Vec<Product> = users
-                .iter()
-                .zip(&acts)
-                .map(|((e, u), a)| Product {
-                    m: expert_matrix(&ex.down, *e, h, inter),
-                    bias: Some(&ex.down_bias.as_u16()[e * h..(e + 1) * h]),
-                    x: a,
-                    n: u.len(),
-                })
-                .collect();
+            let products =
+                expert_products(&users, &ex.down, ex.down_bias.as_u16(), h, inter, &acts);
             linear_many(
                 &products,
                 &mut ys,
@@ -525,6 +515,29 @@ fn project_qkv(
         Epilogue::Store,
     );
     (q, k, v)
+}
+
+/// One projection's products for the experts with work: expert `e`'s `[rows, cols]` matrix
+/// and bias (`biases` stacked `[experts, rows]`) against its tokens' inputs (`inputs[i]` for
+/// `users[i]`).
+fn expert_products<'a>(
+    users: &[(usize, Vec<(usize, usize)>)],
+    m: &'a ExpertMatrix,
+    biases: &'a [u16],
+    rows: usize,
+    cols: usize,
+    inputs: &'a [&mut [f32]],
+) -> Vec<Product<'a>> {
+    users
+        .iter()
+        .zip(inputs)
+        .map(|((e, u), x)| Product {
+            m: expert_matrix(m, *e, rows, cols),
+            bias: Some(&biases[e * rows..(e + 1) * rows]),
+            x,
+            n: u.len(),
+        })
+        .collect()
 }
 
 /// Expert `e`'s `[rows, cols]` matrix as a view into the stacked tensor.
