@@ -14,14 +14,9 @@ use std::time::Instant;
 use gossamer_kernels::gemm::{self, Precision};
 use gossamer_kernels::linear::{linear_with, Matrix};
 
-fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    }
-}
+#[path = "../src/xorshift.rs"]
+mod xorshift;
+use xorshift::{unit, xorshift};
 
 fn main() {
     let threads: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
@@ -35,9 +30,7 @@ fn main() {
     let bf: Vec<u16> = (0..q * h)
         .map(|_| 0x3C00 | (next() as u16 & 0x80FF))
         .collect();
-    let x: Vec<f32> = (0..512 * h)
-        .map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0)
-        .collect();
+    let x: Vec<f32> = (0..512 * h).map(|_| unit(next()) * 2.0).collect();
 
     let cases: Vec<(&str, Matrix, usize)> = vec![
         (

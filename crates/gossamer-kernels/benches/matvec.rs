@@ -11,14 +11,9 @@ use std::time::Instant;
 use gossamer_kernels::gemm::Precision;
 use gossamer_kernels::linear::{linear, linear_with, Matrix};
 
-fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    }
-}
+#[path = "../src/xorshift.rs"]
+mod xorshift;
+use xorshift::xorshift;
 
 /// Best-of seconds for one pass of batch-invariant `n`-token products over `views`.
 fn measure_tokens(views: &[Matrix], n: usize, reps: usize) -> f64 {

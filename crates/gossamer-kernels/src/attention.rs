@@ -458,13 +458,8 @@ mod tests {
         let (kv_heads, hd) = (2, 64);
         let group = heads / kv_heads;
         let n_keys: usize = 37;
-        let mut s = 0x1234_5678_9ABC_DEF1u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut draw = crate::xorshift::xorshift(0x1234_5678_9ABC_DEF1);
+        let mut next = || crate::xorshift::unit(draw());
         let k: Vec<f32> = (0..n_keys * kv_heads * hd).map(|_| next() * 4.0).collect();
         let v: Vec<f32> = (0..n_keys * kv_heads * hd).map(|_| next()).collect();
         let q: Vec<f32> = (0..heads * hd).map(|_| next() * 4.0).collect();

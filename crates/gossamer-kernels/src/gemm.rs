@@ -691,21 +691,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::{unit, xorshift};
     use proptest::prelude::*;
-
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
-    }
-
-    fn unit(v: u64) -> f32 {
-        (v >> 40) as f32 / (1u32 << 24) as f32 - 0.5
-    }
 
     /// Dense f32 copy of the weights and Σ|w·x| per output (the error bound's scale).
     fn dense(m: &Matrix) -> Vec<f32> {

@@ -18,3 +18,5 @@ pub mod norm;
 pub mod rope;
 pub mod simd;
 pub mod threads;
+#[cfg(test)]
+mod xorshift;

@@ -1166,6 +1166,7 @@ pub(crate) mod neon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::{unit, xorshift};
     use proptest::prelude::*;
 
     fn bf(x: f32) -> u16 {
@@ -1181,8 +1182,8 @@ mod tests {
         #[test]
         fn bf16_simd_equals_scalar(blocks in 1usize..200, seed in any::<u64>()) {
             let n = blocks * 32;
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 40) as f32 / (1u32 << 24) as f32 - 0.5 };
+            let mut draw = xorshift(seed);
+            let mut next = || unit(draw());
             let w: Vec<u16> = (0..n).map(|_| bf(next() * 8.0)).collect();
             let x: Vec<f32> = (0..n).map(|_| next() * 3.0).collect();
             let mut xp = vec![0f32; n];
@@ -1202,11 +1203,10 @@ mod tests {
 
         #[test]
         fn mxfp4_simd_equals_scalar(groups in 1usize..120, seed in any::<u64>(), base in 100u8..150) {
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let mut next = xorshift(seed);
             let blocks: Vec<u8> = (0..groups * 16).map(|_| next() as u8).collect();
             let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
-            let x: Vec<f32> = (0..groups * 32).map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0).collect();
+            let x: Vec<f32> = (0..groups * 32).map(|_| unit(next()) * 4.0).collect();
             let mut xp = vec![0f32; x.len()];
             to_mxfp4_order(&x, &mut xp);
             let scalar = crate::mxfp4::dot_row(&blocks, &scales, &x);
@@ -1227,11 +1227,10 @@ mod tests {
     proptest! {
         #[test]
         fn mxfp4_bf16_simd_equals_scalar(groups in 1usize..120, seed in any::<u64>(), base in 100u8..150) {
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let mut next = xorshift(seed);
             let blocks: Vec<u8> = (0..groups * 16).map(|_| next() as u8).collect();
             let scales: Vec<u8> = (0..groups).map(|_| base + (next() % 8) as u8).collect();
-            let x: Vec<f32> = (0..groups * 32).map(|_| ((next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0).collect();
+            let x: Vec<f32> = (0..groups * 32).map(|_| unit(next()) * 4.0).collect();
             let mut xb = vec![0u16; x.len()];
             to_mxfp4_bf16_order(&x, &mut xb);
             // Both against the plain dot product with the activations rounded to bf16.
@@ -1251,8 +1250,8 @@ mod tests {
         #[test]
         fn bf16_bf16_simd_equals_scalar(blocks in 1usize..200, seed in any::<u64>()) {
             let n = blocks * 32;
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 40) as f32 / (1u32 << 24) as f32 - 0.5 };
+            let mut draw = xorshift(seed);
+            let mut next = || unit(draw());
             let w: Vec<u16> = (0..n).map(|_| bf(next() * 8.0)).collect();
             let xb: Vec<u16> = (0..n).map(|_| bf(next() * 3.0)).collect();
             let reference: f64 = w.iter().zip(&xb)
@@ -1274,16 +1273,6 @@ mod tests {
                 (v as u16 & 0x807F) | ((123 + (v >> 16) % 8) as u16) << 7
             })
             .collect()
-    }
-
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        }
     }
 
     /// `dot_mxfp4_bf16_multi::<T>` with T tokens: each token's result bit for bit the
@@ -1415,7 +1404,7 @@ mod tests {
             let mut next = xorshift(seed);
             // Magnitudes far apart, so that a different order would round differently.
             let v: [f32; 16] = std::array::from_fn(|i| {
-                let m = (next() >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
+                let m = unit(next());
                 m * [1.0f32, 1e-7, 3e3, 1e7][i % 4]
             });
             if crate::gemm::has_bf16_dot() {
@@ -1466,7 +1455,6 @@ mod tests {
             seed in any::<u64>(),
         ) {
             let mut next = xorshift(seed);
-            let unit = |v: u64| (v >> 40) as f32 / (1u32 << 24) as f32 - 0.5;
             let k = 32 * blocks;
             let x: Vec<f32> = (0..k + extra).map(|_| unit(next()) * 4.0).collect();
             let w: Vec<u16> = (0..k + extra).map(|_| bf(unit(next()) * 2.0)).collect();

@@ -9,19 +9,9 @@ use gossamer_kernels::linear::{
     linear, linear_many, linear_with, one_token_is_batch_invariant, Epilogue, Matrix, Product,
 };
 
-fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    }
-}
-
-fn unit(v: u64) -> f32 {
-    (v >> 40) as f32 / (1u32 << 24) as f32 - 0.5
-}
+#[path = "../src/xorshift.rs"]
+mod xorshift;
+use xorshift::{unit, xorshift};
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
