@@ -607,6 +607,22 @@ pub(crate) mod x86 {
         _mm_cvtss_f32(s1)
     }
 
+    /// [`hsum`] of every accumulator of an `R`-row, `T`-token tile: the row kernels' last step.
+    ///
+    /// Safety: the CPU has avx512f.
+    #[allow(clippy::needless_range_loop)] // out[r][t] by index reads clearest here
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn hsum_tile<const R: usize, const T: usize>(acc: &[[__m512; T]; R]) -> [[f32; T]; R] {
+        let mut out = [[0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                out[r][t] = hsum(acc[r][t]);
+            }
+        }
+        out
+    }
+
     /// The 16 E2M1 values as bf16 words, twice (`vpermw` reads 5 index bits; the bit above
     /// the nibble then does not matter).
     ///
@@ -729,13 +745,7 @@ pub(crate) mod x86 {
                 }
             }
         }
-        let mut out = [[0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                out[r][t] = hsum(total[r][t]);
-            }
-        }
-        out
+        hsum_tile(&total)
     }
 
     /// [`super::dot_mxfp4_bf16_band`]'s loops: token groups outermost (their activations
@@ -871,13 +881,7 @@ pub(crate) mod x86 {
             }
             i += 32;
         }
-        let mut out = [[0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                out[r][t] = hsum(acc[r][t]);
-            }
-        }
-        out
+        hsum_tile(&acc)
     }
 
     /// [`super::dot_bf16_bf16_band`]'s loops: `R` rows `width / R` apart (the heads of `R`
