@@ -26,7 +26,8 @@ use crate::sampler::{Sampler, SamplingError, SamplingParams};
 pub struct EngineConfig {
     /// Sequences in the batch at once (slots).
     pub max_concurrency: usize,
-    /// Requests allowed to wait for a slot; one more is refused.
+    /// Requests allowed to wait while every slot is taken; one more is refused. Requests
+    /// that a free slot will take at once do not count.
     pub max_queue: usize,
     /// Tokens per step: every decoding sequence's one token, then prompt chunks.
     pub max_batch_tokens: usize,
@@ -147,6 +148,11 @@ struct Shared {
 
 struct Queue {
     waiting: VecDeque<Pending>,
+    /// Slots the engine holds, as it last said under this lock. Requests that will take a
+    /// free slot at the next admission are not counted against `max_queue`: without this, a
+    /// burst that arrives before the engine thread wakes is refused with a slot still idle.
+    /// Stale only upward (finished sequences are counted until the next admission).
+    running: usize,
     shutdown: bool,
 }
 
@@ -186,6 +192,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
+                running: 0,
                 shutdown: false,
             }),
             wake: Condvar::new(),
@@ -235,7 +242,8 @@ impl Engine {
         if q.shutdown {
             return Err(SubmitError::Stopped);
         }
-        if q.waiting.len() >= self.config.max_queue {
+        let free_slots = self.config.max_concurrency.saturating_sub(q.running);
+        if q.waiting.len() >= self.config.max_queue + free_slots {
             metrics::counter!("gossamer_requests_rejected_total").increment(1);
             return Err(SubmitError::QueueFull {
                 waiting: q.waiting.len(),
@@ -315,6 +323,7 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
                     }
                     return;
                 }
+                q.running = running.len();
                 while running.len() < config.max_concurrency {
                     let Some(p) = q.waiting.pop_front() else {
                         break;
@@ -333,6 +342,7 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
                         last_token_at: None,
                     });
                 }
+                q.running = running.len();
                 if !running.is_empty() {
                     break;
                 }

@@ -179,6 +179,35 @@ fn a_full_queue_refuses_while_admitted_requests_complete() {
     }
 }
 
+/// A burst submitted before the engine thread has admitted anything fills the free slot and
+/// the queue: it is not refused early because the slot's request is still counted as waiting.
+#[test]
+fn a_burst_fills_the_free_slot_and_the_queue_before_refusing() {
+    let (_dir, model) = tiny_model(Precision::Exact);
+    let engine = Engine::start(
+        model,
+        EngineConfig {
+            max_concurrency: 1,
+            max_queue: 2,
+            max_batch_tokens: 64,
+            context: 4096,
+        },
+    );
+    // Back to back, with no wait for the engine: whether it has woken yet must not matter.
+    let burst: Vec<_> = (0..3)
+        .map(|i| engine.submit(greedy(vec![1, 2, i], 4000)))
+        .collect();
+    assert!(
+        burst.iter().all(|t| t.is_ok()),
+        "{:?}",
+        burst.iter().map(|t| t.as_ref().err()).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        engine.submit(greedy(vec![9], 5)).err(),
+        Some(SubmitError::QueueFull { .. })
+    ));
+}
+
 #[test]
 fn bad_requests_are_refused_at_submission() {
     let (_dir, model) = tiny_model(Precision::Exact);
