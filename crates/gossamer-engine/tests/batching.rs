@@ -21,6 +21,22 @@ fn tiny_model(precision: Precision) -> (tempfile::TempDir, Arc<GptOss>) {
     (dir, Arc::new(model))
 }
 
+/// An engine on the tiny model in exact precision, 64 tokens a step.
+fn exact_engine(
+    max_concurrency: usize,
+    max_queue: usize,
+    context: usize,
+) -> (tempfile::TempDir, Engine) {
+    let (dir, model) = tiny_model(Precision::Exact);
+    let config = EngineConfig {
+        max_concurrency,
+        max_queue,
+        max_batch_tokens: 64,
+        context,
+    };
+    (dir, Engine::start(model, config))
+}
+
 fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Request {
     Request {
         prompt,
@@ -114,16 +130,7 @@ fn sixteen_batched_requests_give_the_tokens_each_gives_alone_fast() {
 
 #[test]
 fn a_dropped_request_frees_its_slot_within_a_step() {
-    let (_dir, model) = tiny_model(Precision::Exact);
-    let engine = Engine::start(
-        model,
-        EngineConfig {
-            max_concurrency: 1,
-            max_queue: 4,
-            max_batch_tokens: 64,
-            context: 4096,
-        },
-    );
+    let (_dir, engine) = exact_engine(1, 4, 4096);
     let mut long = engine.submit(greedy(vec![1, 2, 3], 4000)).unwrap();
     // Wait until it is decoding, then queue a second request behind it and drop the first.
     assert!(matches!(
@@ -152,16 +159,7 @@ fn a_dropped_request_frees_its_slot_within_a_step() {
 
 #[test]
 fn a_full_queue_refuses_while_admitted_requests_complete() {
-    let (_dir, model) = tiny_model(Precision::Exact);
-    let engine = Engine::start(
-        model,
-        EngineConfig {
-            max_concurrency: 1,
-            max_queue: 2,
-            max_batch_tokens: 64,
-            context: 4096,
-        },
-    );
+    let (_dir, engine) = exact_engine(1, 2, 4096);
     let mut first = engine.submit(greedy(vec![1, 2, 3], 30)).unwrap();
     assert!(matches!(
         first.events.blocking_recv(),
@@ -183,16 +181,7 @@ fn a_full_queue_refuses_while_admitted_requests_complete() {
 /// the queue: it is not refused early because the slot's request is still counted as waiting.
 #[test]
 fn a_burst_fills_the_free_slot_and_the_queue_before_refusing() {
-    let (_dir, model) = tiny_model(Precision::Exact);
-    let engine = Engine::start(
-        model,
-        EngineConfig {
-            max_concurrency: 1,
-            max_queue: 2,
-            max_batch_tokens: 64,
-            context: 4096,
-        },
-    );
+    let (_dir, engine) = exact_engine(1, 2, 4096);
     // Back to back, with no wait for the engine: whether it has woken yet must not matter.
     let burst: Vec<_> = (0..3)
         .map(|i| engine.submit(greedy(vec![1, 2, i], 4000)))
@@ -210,16 +199,7 @@ fn a_burst_fills_the_free_slot_and_the_queue_before_refusing() {
 
 #[test]
 fn bad_requests_are_refused_at_submission() {
-    let (_dir, model) = tiny_model(Precision::Exact);
-    let engine = Engine::start(
-        model,
-        EngineConfig {
-            max_concurrency: 2,
-            max_queue: 2,
-            max_batch_tokens: 64,
-            context: 10,
-        },
-    );
+    let (_dir, engine) = exact_engine(2, 2, 10);
     assert_eq!(
         engine.submit(greedy((0..10).collect(), 5)).err(),
         Some(SubmitError::PromptTooLong {
