@@ -323,7 +323,6 @@ fn run(model: &GptOss, config: &EngineConfig, shared: &Shared) {
                     }
                     return;
                 }
-                q.running = running.len();
                 while running.len() < config.max_concurrency {
                     let Some(p) = q.waiting.pop_front() else {
                         break;
