@@ -2,6 +2,7 @@
 //! arguments, prints results and turns errors into one clear line.
 
 mod chat;
+mod device;
 mod harmony_cmd;
 mod models;
 mod serve;
@@ -42,6 +43,18 @@ struct Cli {
     /// Download a model that is not in the cache without asking.
     #[arg(long, short = 'y', global = true)]
     yes: bool,
+    /// Where the model runs: `cpu`, or `cuda[:N]` in builds with the `cuda` feature.
+    #[arg(
+        long,
+        global = true,
+        default_value = "cpu",
+        value_name = "cpu|cuda[:N]"
+    )]
+    device: device::Device,
+    /// GiB of GPU memory for the KV cache (default: half of what the weights leave free,
+    /// at most 64).
+    #[arg(long, global = true, value_name = "GIB")]
+    kv_cache_gb: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -287,6 +300,10 @@ fn main() -> ExitCode {
     gossamer_kernels::threads::init(threads, cli.pin_threads);
     let precision = cli.precision;
     let yes = cli.yes;
+    device::set(device::DeviceChoice {
+        device: cli.device,
+        kv_cache_gb: cli.kv_cache_gb,
+    });
     let result = match cli.command {
         Command::Inspect(a) => inspect(a, yes),
         Command::Score(a) => score(a, precision.unwrap_or(Precision::Exact), yes),
@@ -376,7 +393,7 @@ fn score(a: ScoreArgs, precision: Precision, yes: bool) -> Result<()> {
         bail!("--top-k must be at least 1");
     }
     let ck = open_model(&a.model, yes)?;
-    let mut model = GptOss::new(&ck);
+    let mut model = device::load_model(&ck)?;
     model.set_precision(precision);
     let mut cache = model.new_cache();
     let vocab = model.config().vocab_size;
@@ -423,7 +440,7 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 fn generate(a: GenerateArgs, precision: Precision, yes: bool) -> Result<()> {
     let ck = open_model(&a.model, yes)?;
-    let mut model = GptOss::new(&ck);
+    let mut model = device::load_model(&ck)?;
     model.set_precision(precision);
     let tokenizer = Tokenizer::o200k_harmony();
     let prompt = match (&a.tokens, &a.prompt) {
@@ -495,7 +512,7 @@ fn generate(a: GenerateArgs, precision: Precision, yes: bool) -> Result<()> {
 
 fn chat(a: ChatArgs, precision: Precision, yes: bool) -> Result<()> {
     let ck = open_model(&a.model, yes)?;
-    let mut model = GptOss::new(&ck);
+    let mut model = device::load_model(&ck)?;
     model.set_precision(precision);
     let date = match a.date.as_deref() {
         Some("none") => None,
@@ -539,7 +556,7 @@ fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
         bail!("-r must be at least 1");
     }
     let ck = open_model(&a.model, yes)?;
-    let mut model = GptOss::new(&ck);
+    let (mut model, device_ceiling) = device::load_model_with_probe(&ck)?;
     model.set_precision(precision);
     if !a.concurrency.is_empty() {
         return bench_concurrency(&a, model, precision);
@@ -552,19 +569,32 @@ fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
         repeats: a.repeats,
         seed: 1,
     };
-    let threads = rayon::current_num_threads();
+    let gpu = device_ceiling.is_some();
+    // On a GPU the CPU threads do not matter: the column names the device instead.
+    let threads = if gpu {
+        model.device()
+    } else {
+        rayon::current_num_threads().to_string()
+    };
     let quiet = a.json;
     let profile = a.profile.then(|| model.enable_profile());
     // The ceiling is measured on both sides of the tests, the best kept: the host's speed
     // drifts, and a ratio is only fair when both figures come from the same minutes.
-    let ceiling_pass = || gossamer_kernels::threads::read_bandwidth(1 << 30, 5);
-    let ceiling_before = a.ceiling.then(ceiling_pass);
+    // On a GPU the ceiling is its device-to-device copy bandwidth (bytes read + written).
+    let ceiling_pass = || match &device_ceiling {
+        Some(probe) => probe(),
+        None => Ok(gossamer_kernels::threads::read_bandwidth(1 << 30, 5)),
+    };
+    let ceiling_before = a.ceiling.then(ceiling_pass).transpose()?;
     let r = gossamer_engine::bench::run(&model, &params, profile.as_deref(), |test, i, tps| {
         if !quiet {
             eprintln!("  {test} repeat {}: {tps:.2} tok/s", i + 1);
         }
     })?;
-    let read_gb_s = ceiling_before.map(|b| b.max(ceiling_pass()));
+    let read_gb_s = match ceiling_before {
+        Some(b) => Some(b.max(ceiling_pass()?)),
+        None => None,
+    };
     // Bytes streamed per decoded token: the weights plus the KV cache read at this depth
     // (full layers read every position, sliding layers at most their window).
     let cfg = model.config();
@@ -588,7 +618,8 @@ fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
             "{}",
             json!({
                 "model": ck.dir,
-                "threads": threads,
+                "threads": rayon::current_num_threads(),
+                "device": model.device(),
                 "precision": precision_name(precision),
                 "prompt_tokens": a.prompt_tokens,
                 "decode_tokens": a.decode_tokens,
@@ -638,8 +669,10 @@ fn bench(a: BenchArgs, precision: Precision, yes: bool) -> Result<()> {
     if let (Some(c), Some(pct)) = (read_gb_s, ceiling_percent) {
         println!();
         println!(
-            "read bandwidth ({threads} threads): {c:.1} GB/s; decode reads at {pct:.0} % of it \
+            "{} bandwidth ({threads}{}): {c:.1} GB/s; decode reads at {pct:.0} % of it \
              (ceiling {:.2} tok/s)",
+            if gpu { "copy" } else { "read" },
+            if gpu { "" } else { " threads" },
             c * 1e9 / bytes_per_token as f64
         );
     }

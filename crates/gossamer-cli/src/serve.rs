@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use gossamer_engine::{Engine, EngineConfig};
-use gossamer_model::{GptOss, Precision};
+use gossamer_model::Precision;
 use gossamer_server::store::ResponseStore;
 use gossamer_server::AppState;
 
@@ -57,7 +57,7 @@ fn default_responses_db() -> Result<PathBuf> {
 pub fn run(a: ServeArgs, precision: Precision, yes: bool) -> Result<()> {
     let resolved = crate::models::resolve(&a.model, yes)?;
     let ck = crate::open(&resolved.dir)?;
-    let mut model = GptOss::new(&ck);
+    let mut model = crate::device::load_model(&ck)?;
     model.set_precision(precision);
     // Every answer is the same whatever else shares its steps.
     model.set_batch_invariant(true);

@@ -3,6 +3,17 @@
 
 use gossamer_checkpoint::{AttentionKind, ModelConfig};
 
+/// A sequence's keys and values held by an [`Accelerator`](crate::Accelerator) (device
+/// memory), owned by the [`KvCache`] so that dropping the cache frees them.
+pub trait DeviceCache: Send + Sync + std::any::Any {
+    /// A copy of this sequence's state (a fork); `None` when the device has no room.
+    fn fork(&self) -> Option<Box<dyn DeviceCache>>;
+    /// Device bytes held.
+    fn bytes(&self) -> usize;
+    /// For the accelerator that made it, to reach its own type.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
 #[derive(Clone)]
 pub(crate) struct LayerKv {
     /// Rows of `[kv_heads · head_dim]`, positions `first_pos..first_pos + rows`.
@@ -14,12 +25,29 @@ pub(crate) struct LayerKv {
 }
 
 /// Cloning copies the cached keys and values (a fork of the sequence).
-#[derive(Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,
     pub(crate) kv_dim: usize,
     /// Number of positions already processed (the position of the next token).
     pub(crate) len: usize,
+    /// The keys and values when an accelerator runs the model (`layers` then stay empty).
+    pub(crate) device: Option<Box<dyn DeviceCache>>,
+    /// Set on a clone whose device copy could not be made: using it is an error, not a
+    /// silent restart from nothing.
+    pub(crate) device_lost: bool,
+}
+
+impl Clone for KvCache {
+    fn clone(&self) -> KvCache {
+        let device = self.device.as_ref().map(|d| d.fork());
+        KvCache {
+            layers: self.layers.clone(),
+            kv_dim: self.kv_dim,
+            len: self.len,
+            device_lost: self.device_lost || matches!(device, Some(None)),
+            device: device.flatten(),
+        }
+    }
 }
 
 impl KvCache {
@@ -40,7 +68,15 @@ impl KvCache {
                 .collect(),
             kv_dim: cfg.kv_dim(),
             len: 0,
+            device: None,
+            device_lost: false,
         }
+    }
+
+    /// The accelerator's state for this sequence, for the accelerator (`None` until its
+    /// first step).
+    pub fn device_mut(&mut self) -> &mut Option<Box<dyn DeviceCache>> {
+        &mut self.device
     }
 
     /// Positions processed so far.
@@ -59,15 +95,19 @@ impl KvCache {
             l.v.clear();
             l.first_pos = 0;
         }
+        self.device = None;
+        self.device_lost = false;
         self.len = 0;
     }
 
     /// Bytes held by cached keys and values.
     pub fn bytes(&self) -> usize {
-        self.layers
+        let host: usize = self
+            .layers
             .iter()
             .map(|l| (l.k.len() + l.v.len()) * 4)
-            .sum()
+            .sum();
+        host + self.device.as_ref().map_or(0, |d| d.bytes())
     }
 }
 

@@ -10,6 +10,6 @@ mod cache;
 mod model;
 pub mod profile;
 
-pub use cache::KvCache;
-pub use model::{GptOss, Logits, ModelError, Precision, Step};
+pub use cache::{DeviceCache, KvCache};
+pub use model::{Accelerator, GptOss, Logits, ModelError, Precision, Step};
 pub use profile::{Op, OpTimes, Profile};

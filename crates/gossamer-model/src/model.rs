@@ -23,6 +23,23 @@ pub enum ModelError {
     Empty,
     #[error("the KV cache belongs to a model of a different shape")]
     CacheMismatch,
+    #[error("the KV cache was copied but its device state could not be (the device is full)")]
+    CacheLost,
+    #[error("{0}")]
+    Device(String),
+}
+
+/// A device that runs the whole forward pass in place of the CPU kernels (the CUDA backend
+/// in `gossamer-cuda`). [`GptOss::forward_batch`] validates the steps, calls it, and then
+/// advances each cache's length, so a backend only computes.
+pub trait Accelerator: Send + Sync {
+    /// What runs the model, for logs and benchmarks ("cuda:0 (NVIDIA H200)").
+    fn describe(&self) -> String;
+    /// One batched step, with [`GptOss::forward_batch`]'s contract. Each sequence continues
+    /// at `steps[i].cache.len()`; the backend keeps its keys and values in
+    /// [`KvCache::device_mut`] and must leave `len` alone. On error nothing may have changed
+    /// that a retry would see twice.
+    fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
 
 /// Which positions need logits.
@@ -61,6 +78,8 @@ pub struct GptOss {
     /// Every product through the batched kernels, even for one token (see
     /// [`GptOss::set_batch_invariant`]).
     batch_invariant: bool,
+    /// Runs the forward pass instead of the CPU kernels, when set.
+    accelerator: Option<Arc<dyn Accelerator>>,
 }
 
 impl GptOss {
@@ -90,7 +109,21 @@ impl GptOss {
             precision: Precision::Exact,
             profile: None,
             batch_invariant: false,
+            accelerator: None,
         }
+    }
+
+    /// Runs every later step on `accelerator` (a GPU) instead of the CPU kernels. Caches
+    /// made before keep CPU state and must not be used after.
+    pub fn set_accelerator(&mut self, accelerator: Arc<dyn Accelerator>) {
+        self.accelerator = Some(accelerator);
+    }
+
+    /// What runs the forward pass: the accelerator's description, or "cpu".
+    pub fn device(&self) -> String {
+        self.accelerator
+            .as_ref()
+            .map_or_else(|| "cpu".to_string(), |a| a.describe())
     }
 
     /// Starts charging the time of every operation to its kind; returns the totals' owner.
@@ -177,6 +210,17 @@ impl GptOss {
     /// With [`set_batch_invariant`](Self::set_batch_invariant), a sequence's results do not
     /// depend on what else is in the batch, bit for bit.
     pub fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.validate(steps)?;
+        if let Some(acc) = &self.accelerator {
+            if steps.iter().any(|s| s.cache.device_lost) {
+                return Err(ModelError::CacheLost);
+            }
+            let out = acc.forward_batch(steps)?;
+            for s in steps.iter_mut() {
+                s.cache.len += s.tokens.len();
+            }
+            return Ok(out);
+        }
         // The whole step on one of the pool's threads: its parallel regions (a few hundred
         // per decoded token) then start on that thread's own queue, where the other threads
         // steal them, instead of each being injected into the pool from outside and the
@@ -184,7 +228,9 @@ impl GptOss {
         rayon::scope(|_| self.forward_batch_in_pool(steps))
     }
 
-    fn forward_batch_in_pool(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// The checks every backend relies on: tokens present and in the vocabulary, caches of
+    /// this model, room in the context.
+    fn validate(&self, steps: &[Step]) -> Result<(), ModelError> {
         let cfg = &self.cfg;
         if steps.is_empty() || steps.iter().any(|s| s.tokens.is_empty()) {
             return Err(ModelError::Empty);
@@ -207,6 +253,11 @@ impl GptOss {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn forward_batch_in_pool(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let cfg = &self.cfg;
         let h = cfg.hidden_size;
         let eps = cfg.rms_norm_eps as f32;
         // Step i's tokens are rows starts[i]..starts[i + 1] of every activation.

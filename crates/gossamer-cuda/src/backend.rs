@@ -1,0 +1,871 @@
+//! One forward step on the GPU (see the crate docs for the two paths).
+
+use std::sync::{Arc, Mutex};
+
+use gossamer_checkpoint::{AttentionKind, Checkpoint, ModelConfig};
+use gossamer_kernels::rope::{Rope, YarnParams};
+use gossamer_model::{Accelerator, Logits, ModelError, Step};
+
+use crate::device::{Arg, Buf, Gpu};
+use crate::kv::{KvPool, SeqKv};
+use crate::weights::{DeviceWeights, ExpertWeights};
+use crate::CudaError;
+
+use Arg::{F, I, P};
+
+/// Tokens up to which a step takes the small-batch kernels (`NT_MAX` in kernels.cu).
+const NT_MAX: usize = 8;
+/// Column splits of the router's small product (it has only 32 rows).
+const ROUTER_SPLITS: usize = 16;
+/// Logit rows per unembedding product (bounds the logits buffer).
+const LOGIT_CHUNK: usize = 256;
+
+#[derive(Clone, Debug, Default)]
+pub struct CudaOptions {
+    /// Which GPU (`cuda:N`).
+    pub ordinal: usize,
+    /// Bytes for the paged KV cache; `None`: half the memory left after the weights, at
+    /// most 64 GiB.
+    pub kv_cache_bytes: Option<usize>,
+}
+
+/// Per-step device buffers, grown to the largest step seen (in powers of two).
+struct Scratch {
+    tokens: usize,
+    meta: Buf,
+    meta_len: usize,
+    x: Buf,
+    xn: Buf,
+    xb: Buf,
+    qkv: Buf,
+    q: Buf,
+    attn: Buf,
+    partial: Buf,
+    rmeta: Buf,
+    pair_expert: Buf,
+    pair_weight: Buf,
+    act: Buf,
+    ypairs: Buf,
+    xs_sorted: Buf,
+    gate_up: Buf,
+    act_b: Buf,
+    ys: Buf,
+    rows: Buf,
+}
+
+struct State {
+    scratch: Option<Scratch>,
+    /// One expert's matrix widened to bf16 (the batched path with MXFP4 experts).
+    widened: Option<Buf>,
+    logits: Option<Buf>,
+    logits_b: Option<Buf>,
+}
+
+pub struct CudaBackend {
+    gpu: Arc<Gpu>,
+    cfg: ModelConfig,
+    w: DeviceWeights,
+    pool: Arc<KvPool>,
+    inv_freq: Buf,
+    concentration: f32,
+    state: Mutex<State>,
+}
+
+impl CudaBackend {
+    /// Opens `cuda:{ordinal}`, compiles the kernels, uploads the weights (`progress(done,
+    /// total)` in bytes) and sets aside the KV pool.
+    pub fn new(
+        ck: &Checkpoint,
+        opts: &CudaOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Arc<CudaBackend>, CudaError> {
+        let cfg = ck.config.clone();
+        crate::weights::check_shapes(&cfg)?;
+        let gpu = Arc::new(Gpu::open(opts.ordinal)?);
+        let w = DeviceWeights::upload(&gpu, ck, progress)?;
+        let rope = Rope::new(&YarnParams {
+            head_dim: cfg.head_dim,
+            theta: cfg.rope.theta,
+            factor: cfg.rope.factor,
+            beta_fast: cfg.rope.beta_fast,
+            beta_slow: cfg.rope.beta_slow,
+            original_max_position_embeddings: cfg.rope.original_max_position_embeddings,
+            truncate: cfg.rope.truncate,
+            attention_factor: cfg.rope.attention_factor,
+        });
+        let inv_freq = gpu.upload(&f32_bytes(&rope.inv_freq))?;
+        let layers = cfg.num_hidden_layers;
+        let block_bytes = layers * 2 * crate::kv::PAGE * cfg.kv_dim() * 4;
+        let budget = match opts.kv_cache_bytes {
+            Some(b) => b,
+            None => {
+                let (free, _) = gpu.ctx.mem_get_info().map_err(CudaError::driver)?;
+                (free / 2).min(64 << 30)
+            }
+        };
+        let blocks = (budget / block_bytes).max(1);
+        let pool = KvPool::new(gpu.clone(), layers, cfg.kv_dim(), blocks)?;
+        tracing::info!(
+            device = %gpu.name,
+            weights_gib = w.bytes as f64 / (1u64 << 30) as f64,
+            kv_blocks = blocks,
+            kv_positions = blocks * crate::kv::PAGE,
+            "CUDA backend ready"
+        );
+        Ok(Arc::new(CudaBackend {
+            gpu,
+            cfg,
+            w,
+            pool,
+            inv_freq,
+            concentration: rope.concentration,
+            state: Mutex::new(State {
+                scratch: None,
+                widened: None,
+                logits: None,
+                logits_b: None,
+            }),
+        }))
+    }
+
+    /// The device's name ("NVIDIA H200").
+    pub fn device_name(&self) -> &str {
+        &self.gpu.name
+    }
+
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> usize {
+        self.w.bytes
+    }
+
+    /// Positions the KV pool holds in all (every sequence together).
+    pub fn kv_positions(&self) -> usize {
+        self.pool.blocks * crate::kv::PAGE
+    }
+
+    /// Device-to-device copy bandwidth in bytes per second (bytes read plus bytes written),
+    /// the ceiling decode is measured against: `bytes` copied `reps` times, the best rep.
+    pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64, CudaError> {
+        let _guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.gpu.ctx.bind_to_thread().map_err(CudaError::driver)?;
+        let bytes = bytes / 16 * 16;
+        let src = self.gpu.alloc(bytes)?;
+        let dst = self.gpu.alloc(bytes)?;
+        let count = (bytes / 16) as u64;
+        let grid = self.gpu.sms * 8;
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(2) + 1 {
+            self.gpu.sync()?;
+            let t = std::time::Instant::now();
+            self.gpu.launch(
+                &self.gpu.k.copy16,
+                (grid, 1, 1),
+                (256, 1, 1),
+                0,
+                &[P(src.ptr), P(dst.ptr), Arg::U(count)],
+            )?;
+            self.gpu.sync()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(2.0 * bytes as f64 / best)
+    }
+
+    fn seq_kv<'a>(&self, step: &'a mut Step) -> Result<&'a mut SeqKv, CudaError> {
+        let slot = step.cache.device_mut();
+        if slot.is_none() {
+            *slot = Some(Box::new(SeqKv::new(self.pool.clone())));
+        }
+        slot.as_mut()
+            .expect("just set")
+            .as_any_mut()
+            .downcast_mut::<SeqKv>()
+            .filter(|s| Arc::ptr_eq(&s.pool, &self.pool))
+            .ok_or(CudaError::ForeignCache)
+    }
+
+    fn step(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, CudaError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.gpu.ctx.bind_to_thread().map_err(CudaError::driver)?;
+        // Room in the KV pool for every new position; undone if any sequence cannot grow.
+        let lens: Vec<usize> = steps.iter().map(|s| s.cache.len()).collect();
+        let mut tables: Vec<Vec<u32>> = Vec::with_capacity(steps.len());
+        for i in 0..steps.len() {
+            let need = lens[i] + steps[i].tokens.len();
+            let grown = self.seq_kv(&mut steps[i]).and_then(|kv| {
+                kv.reserve(need)?;
+                Ok(kv.blocks.clone())
+            });
+            match grown {
+                Ok(t) => tables.push(t),
+                Err(e) => {
+                    for (j, s) in steps.iter_mut().enumerate().take(i + 1) {
+                        if let Ok(kv) = self.seq_kv(s) {
+                            kv.truncate(lens[j]);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let out = self.run(&mut state, steps, &lens, &tables);
+        if out.is_err() {
+            for (j, s) in steps.iter_mut().enumerate() {
+                if let Ok(kv) = self.seq_kv(s) {
+                    kv.truncate(lens[j]);
+                }
+            }
+        }
+        out
+    }
+
+    fn run(
+        &self,
+        state: &mut State,
+        steps: &[Step],
+        lens: &[usize],
+        tables: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>, CudaError> {
+        let cfg = &self.cfg;
+        let n: usize = steps.iter().map(|s| s.tokens.len()).sum();
+        // The step's integers, one upload: tokens, positions, each token's block-table
+        // offset, the rows that need logits, the block tables.
+        let mut meta: Vec<i32> =
+            Vec::with_capacity(4 * n + tables.iter().map(Vec::len).sum::<usize>());
+        let mut pos = Vec::with_capacity(n);
+        let mut table_at = Vec::with_capacity(n);
+        let mut wanted = Vec::new();
+        let mut counts = Vec::with_capacity(steps.len());
+        let mut table_offset = 0usize;
+        let mut row = 0usize;
+        for (i, s) in steps.iter().enumerate() {
+            meta.extend(s.tokens.iter().map(|&t| t as i32));
+            let len = s.tokens.len();
+            for j in 0..len {
+                pos.push((lens[i] + j) as i32);
+                table_at.push(table_offset as i32);
+            }
+            let rows = match s.logits {
+                Logits::Last => row + len - 1..row + len,
+                Logits::All => row..row + len,
+                Logits::None => row..row,
+            };
+            counts.push(rows.len());
+            wanted.extend(rows.map(|r| r as i32));
+            row += len;
+            table_offset += tables[i].len();
+        }
+        let m = wanted.len();
+        meta.extend(&pos);
+        meta.extend(&table_at);
+        meta.extend(&wanted);
+        for t in tables {
+            meta.extend(t.iter().map(|&b| b as i32));
+        }
+        self.ensure_scratch(state, n, meta.len())?;
+        let sc = state.scratch.as_ref().expect("ensured");
+        self.gpu.write(&sc.meta, &meta)?;
+        let at = |k: usize| sc.meta.ptr + 4 * (k as u64);
+        let (d_tokens, d_pos, d_table_at, d_wanted, d_tables) =
+            (at(0), at(n), at(2 * n), at(3 * n), at(3 * n + m));
+
+        let g = &self.gpu;
+        let kk = &g.k;
+        let h = cfg.hidden_size;
+        g.launch(
+            &kk.embed,
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(self.w.embedding.ptr),
+                P(d_tokens),
+                P(sc.x.ptr),
+                I(h as i32),
+            ],
+        )?;
+        let small = n <= NT_MAX;
+        for l in 0..cfg.num_hidden_layers {
+            self.attention_block(sc, l, n, small, d_pos, d_table_at, d_tables)?;
+            if small {
+                self.experts_small(sc, l, n)?;
+            } else {
+                self.experts_batched(&mut state.widened, sc, l, n)?;
+            }
+        }
+        self.logits(state, m, d_wanted, &counts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_block(
+        &self,
+        sc: &Scratch,
+        l: usize,
+        n: usize,
+        small: bool,
+        d_pos: u64,
+        d_table_at: u64,
+        d_tables: u64,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (h, qd, kvd) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim());
+        let qkvd = qd + 2 * kvd;
+        let eps = cfg.rms_norm_eps as f32;
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        if small {
+            g.launch(
+                &kk.gemv_bf16,
+                (qkvd.div_ceil(32) as u32, 1, 1),
+                (256, 1, 1),
+                n * h * 4,
+                &[
+                    P(lw.qkv.ptr),
+                    P(lw.qkv_bias.ptr),
+                    P(sc.x.ptr),
+                    P(lw.attn_norm.ptr),
+                    F(eps),
+                    P(sc.qkv.ptr),
+                    I(qkvd as i32),
+                    I(h as i32),
+                    I(n as i32),
+                    I(0),
+                ],
+            )?;
+        } else {
+            self.rmsnorm(sc.x.ptr, lw.attn_norm.ptr, n, 0, sc.xb.ptr)?;
+            self.add_bias(sc.qkv.ptr, lw.qkv_bias.ptr, n, qkvd, false)?;
+            g.gemm_bf16(lw.qkv.ptr, sc.xb.ptr, sc.qkv.ptr, qkvd, h, n, 1.0)?;
+        }
+        g.launch(
+            &kk.rope_store,
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(sc.qkv.ptr),
+                P(d_pos),
+                P(d_table_at),
+                P(d_tables),
+                P(self.pool.buf.ptr),
+                P(self.inv_freq.ptr),
+                F(self.concentration),
+                I(l as i32),
+                I(cfg.num_hidden_layers as i32),
+                I(heads as i32),
+                I(kv_heads as i32),
+                P(sc.q.ptr),
+            ],
+        )?;
+        let window = match cfg.layer_types[l] {
+            AttentionKind::Sliding => cfg.sliding_window as i32,
+            AttentionKind::Full => 0,
+        };
+        g.launch(
+            &kk.attention,
+            (n as u32, kv_heads as u32, 1),
+            (32 * (heads / kv_heads) as u32, 1, 1),
+            0,
+            &[
+                P(sc.q.ptr),
+                P(self.pool.buf.ptr),
+                P(d_pos),
+                P(d_table_at),
+                P(d_tables),
+                P(lw.sinks.ptr),
+                P(sc.attn.ptr),
+                I(l as i32),
+                I(cfg.num_hidden_layers as i32),
+                I(heads as i32),
+                I(kv_heads as i32),
+                I(window),
+                F(1.0 / (cfg.head_dim as f32).sqrt()),
+            ],
+        )?;
+        if small {
+            g.launch(
+                &kk.gemv_bf16,
+                (h.div_ceil(32) as u32, 1, 1),
+                (256, 1, 1),
+                n * qd * 4,
+                &[
+                    P(lw.o.ptr),
+                    P(lw.o_bias.ptr),
+                    P(sc.attn.ptr),
+                    P(0),
+                    F(0.0),
+                    P(sc.x.ptr),
+                    I(h as i32),
+                    I(qd as i32),
+                    I(n as i32),
+                    I(1),
+                ],
+            )?;
+        } else {
+            self.to_bf16(sc.attn.ptr, sc.xb.ptr, n * qd)?;
+            self.add_bias(sc.x.ptr, lw.o_bias.ptr, n, h, true)?;
+            g.gemm_bf16(lw.o.ptr, sc.xb.ptr, sc.x.ptr, h, qd, n, 1.0)?;
+        }
+        Ok(())
+    }
+
+    fn experts_small(&self, sc: &Scratch, l: usize, n: usize) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (h, inter, e, k) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.num_experts_per_tok,
+        );
+        let eps = cfg.rms_norm_eps as f32;
+        let splits = ROUTER_SPLITS.min(h / 16);
+        g.launch(
+            &kk.gemv_bf16,
+            (e.div_ceil(32) as u32, splits as u32, 1),
+            (256, 1, 1),
+            n * h * 4,
+            &[
+                P(lw.router.ptr),
+                P(0),
+                P(sc.x.ptr),
+                P(lw.mlp_norm.ptr),
+                F(eps),
+                P(sc.partial.ptr),
+                I(e as i32),
+                I(h as i32),
+                I(n as i32),
+                I(2),
+            ],
+        )?;
+        self.route(sc, lw.router_bias.ptr, sc.partial.ptr, splits, n)?;
+        let active = e.min(n * k) as u32;
+        let (fmt, blocks, scales) = lw.gate_up.kernel_args();
+        g.launch(
+            &kk.moe_gate_up,
+            ((2 * inter).div_ceil(32) as u32, active, 1),
+            (256, 1, 1),
+            n * h * 4,
+            &[
+                I(fmt),
+                P(blocks),
+                P(scales),
+                P(lw.gate_up_bias.ptr),
+                P(sc.x.ptr),
+                P(lw.mlp_norm.ptr),
+                F(eps),
+                P(sc.rmeta.ptr),
+                P(sc.act.ptr),
+                I(h as i32),
+                I(inter as i32),
+                I(e as i32),
+                I(k as i32),
+                I(n as i32),
+                F(cfg.swiglu_limit),
+            ],
+        )?;
+        let (fmt, blocks, scales) = lw.down.kernel_args();
+        g.launch(
+            &kk.moe_down,
+            (h.div_ceil(32) as u32, active, 1),
+            (256, 1, 1),
+            n * inter * 4,
+            &[
+                I(fmt),
+                P(blocks),
+                P(scales),
+                P(lw.down_bias.ptr),
+                P(sc.act.ptr),
+                P(sc.rmeta.ptr),
+                P(sc.ypairs.ptr),
+                I(h as i32),
+                I(inter as i32),
+                I(e as i32),
+            ],
+        )?;
+        g.launch(
+            &kk.moe_combine,
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(sc.x.ptr),
+                P(sc.ypairs.ptr),
+                P(0),
+                P(0),
+                P(sc.pair_expert.ptr),
+                P(sc.pair_weight.ptr),
+                I(h as i32),
+                I(k as i32),
+            ],
+        )
+    }
+
+    fn experts_batched(
+        &self,
+        widened: &mut Option<Buf>,
+        sc: &Scratch,
+        l: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (h, inter, e, k) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.num_experts_per_tok,
+        );
+        let nk = n * k;
+        self.rmsnorm(sc.x.ptr, lw.mlp_norm.ptr, n, sc.xn.ptr, sc.xb.ptr)?;
+        g.gemm_f32(lw.router_f32.ptr, sc.xn.ptr, sc.partial.ptr, e, h, n)?;
+        self.route(sc, lw.router_bias.ptr, sc.partial.ptr, 1, n)?;
+        // Which experts have how many pairs: the host sizes each product from it.
+        let mut head = vec![0i32; 1 + 3 * e];
+        g.read(sc.rmeta.ptr, &mut head)?;
+        let count = &head[1 + e..1 + 2 * e];
+        let first = &head[1 + 2 * e..1 + 3 * e];
+        g.launch(
+            &kk.gather_pairs_bf16,
+            (nk as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(sc.xb.ptr),
+                P(sc.rmeta.ptr),
+                P(sc.xs_sorted.ptr),
+                I(h as i32),
+                I(e as i32),
+                I(k as i32),
+            ],
+        )?;
+        let matrix = |m: &ExpertWeights,
+                      ex: usize,
+                      rows: usize,
+                      cols: usize,
+                      widened: &mut Option<Buf>|
+         -> Result<u64, CudaError> {
+            match m {
+                ExpertWeights::Bf16 { weight } => Ok(weight.ptr + (ex * rows * cols * 2) as u64),
+                ExpertWeights::Mxfp4 { blocks, scales } => {
+                    let need = rows * cols * 2;
+                    if widened.as_ref().is_none_or(|b| b.bytes() < need) {
+                        *widened = Some(g.alloc(2 * inter * h * 2)?);
+                    }
+                    let out = widened.as_ref().expect("allocated").ptr;
+                    let bytes = rows * cols / 2;
+                    g.launch(
+                        &kk.mxfp4_to_bf16,
+                        (bytes.div_ceil(256) as u32, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &[
+                            P(blocks.ptr + (ex * bytes) as u64),
+                            P(scales.ptr + (ex * rows * cols / 32) as u64),
+                            P(out),
+                            Arg::U((rows * cols) as u64),
+                        ],
+                    )?;
+                    Ok(out)
+                }
+            }
+        };
+        for ex in 0..e {
+            let (c, f) = (count[ex] as usize, first[ex] as usize);
+            if c == 0 {
+                continue;
+            }
+            let wt = matrix(&lw.gate_up, ex, 2 * inter, h, widened)?;
+            g.gemm_bf16(
+                wt,
+                sc.xs_sorted.ptr + (f * h * 2) as u64,
+                sc.gate_up.ptr + (f * 2 * inter * 4) as u64,
+                2 * inter,
+                h,
+                c,
+                0.0,
+            )?;
+        }
+        g.launch(
+            &kk.swiglu_sorted,
+            (nk as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(sc.gate_up.ptr),
+                P(lw.gate_up_bias.ptr),
+                P(sc.rmeta.ptr),
+                P(sc.pair_expert.ptr),
+                P(sc.act_b.ptr),
+                I(inter as i32),
+                I(e as i32),
+                F(cfg.swiglu_limit),
+            ],
+        )?;
+        for ex in 0..e {
+            let (c, f) = (count[ex] as usize, first[ex] as usize);
+            if c == 0 {
+                continue;
+            }
+            let wt = matrix(&lw.down, ex, h, inter, widened)?;
+            g.gemm_bf16(
+                wt,
+                sc.act_b.ptr + (f * inter * 2) as u64,
+                sc.ys.ptr + (f * h * 4) as u64,
+                h,
+                inter,
+                c,
+                0.0,
+            )?;
+        }
+        let where_ = sc.rmeta.ptr + 4 * (1 + 3 * e + nk) as u64;
+        g.launch(
+            &kk.moe_combine,
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(sc.x.ptr),
+                P(sc.ys.ptr),
+                P(where_),
+                P(lw.down_bias.ptr),
+                P(sc.pair_expert.ptr),
+                P(sc.pair_weight.ptr),
+                I(h as i32),
+                I(k as i32),
+            ],
+        )
+    }
+
+    fn route(
+        &self,
+        sc: &Scratch,
+        bias: u64,
+        partial: u64,
+        splits: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        self.gpu.launch(
+            &self.gpu.k.route,
+            (1, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(partial),
+                I(splits as i32),
+                P(bias),
+                I(n as i32),
+                I(cfg.num_local_experts as i32),
+                I(cfg.num_experts_per_tok as i32),
+                P(sc.rmeta.ptr),
+                P(sc.pair_expert.ptr),
+                P(sc.pair_weight.ptr),
+            ],
+        )
+    }
+
+    /// Normalised rows, wanted rows only, through the unembedding; copied to the host.
+    fn logits(
+        &self,
+        state: &mut State,
+        m: usize,
+        d_wanted: u64,
+        counts: &[usize],
+    ) -> Result<Vec<Vec<f32>>, CudaError> {
+        let cfg = &self.cfg;
+        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        if m == 0 {
+            return Ok(counts.iter().map(|_| Vec::new()).collect());
+        }
+        let g = &self.gpu;
+        let chunk_rows = m.min(LOGIT_CHUNK);
+        if state
+            .logits
+            .as_ref()
+            .is_none_or(|b| b.bytes() < chunk_rows * vocab * 4)
+        {
+            state.logits = None;
+            state.logits =
+                Some(g.alloc(chunk_rows.next_power_of_two().min(LOGIT_CHUNK) * vocab * 4)?);
+        }
+        if chunk_rows > NT_MAX
+            && state
+                .logits_b
+                .as_ref()
+                .is_none_or(|b| b.bytes() < LOGIT_CHUNK * h * 2)
+        {
+            state.logits_b = Some(g.alloc(LOGIT_CHUNK * h * 2)?);
+        }
+        let sc = state.scratch.as_ref().expect("ensured");
+        let logits = state.logits.as_ref().expect("allocated").ptr;
+        g.launch(
+            &g.k.gather_rows,
+            (m as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[P(sc.x.ptr), P(d_wanted), P(sc.rows.ptr), I(h as i32)],
+        )?;
+        let mut all = vec![0f32; m * vocab];
+        let mut start = 0;
+        while start < m {
+            let c = (m - start).min(LOGIT_CHUNK);
+            let rows = sc.rows.ptr + (start * h * 4) as u64;
+            if c <= NT_MAX {
+                g.launch(
+                    &g.k.gemv_bf16,
+                    (vocab.div_ceil(32) as u32, 1, 1),
+                    (256, 1, 1),
+                    c * h * 4,
+                    &[
+                        P(self.w.unembedding.ptr),
+                        P(0),
+                        P(rows),
+                        P(self.w.final_norm.ptr),
+                        F(cfg.rms_norm_eps as f32),
+                        P(logits),
+                        I(vocab as i32),
+                        I(h as i32),
+                        I(c as i32),
+                        I(0),
+                    ],
+                )?;
+            } else {
+                let xb = state.logits_b.as_ref().expect("allocated").ptr;
+                self.rmsnorm(rows, self.w.final_norm.ptr, c, 0, xb)?;
+                g.gemm_bf16(self.w.unembedding.ptr, xb, logits, vocab, h, c, 0.0)?;
+            }
+            g.read(logits, &mut all[start * vocab..(start + c) * vocab])?;
+            start += c;
+        }
+        let mut out = Vec::with_capacity(counts.len());
+        for &c in counts.iter().rev() {
+            let rest = all.len() - c * vocab;
+            out.push(all.split_off(rest));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn rmsnorm(
+        &self,
+        x: u64,
+        gain: u64,
+        n: usize,
+        out_f: u64,
+        out_b: u64,
+    ) -> Result<(), CudaError> {
+        self.gpu.launch(
+            &self.gpu.k.rmsnorm,
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(x),
+                P(gain),
+                F(self.cfg.rms_norm_eps as f32),
+                I(self.cfg.hidden_size as i32),
+                P(out_f),
+                P(out_b),
+            ],
+        )
+    }
+
+    fn add_bias(
+        &self,
+        y: u64,
+        bias: u64,
+        n: usize,
+        rows: usize,
+        accumulate: bool,
+    ) -> Result<(), CudaError> {
+        let total = n * rows;
+        self.gpu.launch(
+            &self.gpu.k.add_bias,
+            (total.div_ceil(256) as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[
+                P(y),
+                P(bias),
+                I(n as i32),
+                I(rows as i32),
+                I(accumulate as i32),
+            ],
+        )
+    }
+
+    fn to_bf16(&self, x: u64, out: u64, count: usize) -> Result<(), CudaError> {
+        self.gpu.launch(
+            &self.gpu.k.f32_to_bf16,
+            (count.div_ceil(256) as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[P(x), P(out), Arg::U(count as u64)],
+        )
+    }
+
+    fn ensure_scratch(
+        &self,
+        state: &mut State,
+        n: usize,
+        meta_len: usize,
+    ) -> Result<(), CudaError> {
+        if let Some(sc) = &state.scratch {
+            if sc.tokens >= n && sc.meta_len >= meta_len {
+                return Ok(());
+            }
+        }
+        let cfg = &self.cfg;
+        let cap = n.next_power_of_two().max(NT_MAX);
+        let meta_cap = meta_len.next_power_of_two().max(1024);
+        let (h, qd, kvd, inter, e, k) = (
+            cfg.hidden_size,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.num_experts_per_tok,
+        );
+        let nk = cap * k;
+        // Free the old buffers first: the new ones are larger.
+        state.scratch = None;
+        let g = &self.gpu;
+        state.scratch = Some(Scratch {
+            tokens: cap,
+            meta: g.alloc(meta_cap * 4)?,
+            meta_len: meta_cap,
+            x: g.alloc(cap * h * 4)?,
+            xn: g.alloc(cap * h * 4)?,
+            xb: g.alloc(cap * h.max(qd) * 2)?,
+            qkv: g.alloc(cap * (qd + 2 * kvd) * 4)?,
+            q: g.alloc(cap * qd * 4)?,
+            attn: g.alloc(cap * qd * 4)?,
+            partial: g.alloc((ROUTER_SPLITS * NT_MAX).max(cap) * e * 4)?,
+            rmeta: g.alloc((1 + 3 * e + 2 * nk) * 4)?,
+            pair_expert: g.alloc(nk * 4)?,
+            pair_weight: g.alloc(nk * 4)?,
+            act: g.alloc(NT_MAX * k * inter * 4)?,
+            ypairs: g.alloc(NT_MAX * k * h * 4)?,
+            xs_sorted: g.alloc(nk * h * 2)?,
+            gate_up: g.alloc(nk * 2 * inter * 4)?,
+            act_b: g.alloc(nk * inter * 2)?,
+            ys: g.alloc(nk * h * 4)?,
+            rows: g.alloc(cap * h * 4)?,
+        });
+        Ok(())
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl Accelerator for CudaBackend {
+    fn describe(&self) -> String {
+        format!("cuda:{} ({})", self.gpu.ordinal, self.gpu.name)
+    }
+
+    fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self.step(steps)?)
+    }
+}

@@ -1,0 +1,601 @@
+// gpt-oss on the GPU: every kernel of the forward pass except the cuBLAS products.
+//
+// Compiled at run time by NVRTC (no nvcc at build time) and written without any header, so
+// the same source compiles wherever libnvrtc loads. Activations are f32; weights stay as the
+// checkpoint stores them: bf16 (u16 bits) and MXFP4 (nibble blocks + E8M0 scales).
+//
+// Conventions: `n` tokens in the step, rows of activations are token-major ([n, width]).
+// The KV pool is [block][layer][k|v][PAGE positions][kv_dim] f32; a sequence's block table
+// maps its position p to block `table[p / PAGE]`, slot `p % PAGE`.
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define PAGE 32
+#define HEAD_DIM 64
+// Small-batch products keep one accumulator per token in registers.
+#define NT_MAX 8
+#define GEMV_WARPS 8
+#define SWIGLU_ALPHA 1.702f
+#define INFINITY __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float bf(u16 v) { return __uint_as_float(((u32)v) << 16); }
+
+// Round to nearest even, NaN kept quiet (what torch's `.to(bfloat16)` does).
+__device__ __forceinline__ u16 to_bf(float f) {
+    u32 u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+}
+
+// E8M0: 2^(s-127); 0 is the subnormal 2^-127 and 255 is inf, as on the CPU.
+__device__ __forceinline__ float e8m0(u32 s) {
+    return s == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(s << 23);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = lane < warps ? scratch[lane] : 0.f;
+    return warp_sum(t);
+}
+
+__device__ __forceinline__ float swiglu(float g, float u, float limit) {
+    g = fminf(g, limit);
+    u = fminf(fmaxf(u, -limit), limit);
+    return g / (1.f + expf(-SWIGLU_ALPHA * g)) * (u + 1.f);
+}
+
+// ---------------------------------------------------------------------------------------
+// Embedding, norms, element-wise
+
+// grid n, any block: x[t] = table[tokens[t]].
+extern "C" __global__ void embed(const u16* table, const int* tokens, float* x, int h) {
+    int t = blockIdx.x;
+    const u16* row = table + (u64)tokens[t] * h;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) x[(u64)t * h + i] = bf(row[i]);
+}
+
+// grid n, block 256: RMSNorm of each row into f32 and/or bf16 outputs (either may be null).
+extern "C" __global__ void rmsnorm(const float* x, const u16* gain, float eps, int h,
+                                   float* out_f, u16* out_b) {
+    __shared__ float scratch[32];
+    int t = blockIdx.x;
+    const float* xr = x + (u64)t * h;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) s += xr[i] * xr[i];
+    s = block_sum(s, scratch);
+    float inv = 1.f / sqrtf(s / (float)h + eps);
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        float v = xr[i] * inv * bf(gain[i]);
+        if (out_f) out_f[(u64)t * h + i] = v;
+        if (out_b) out_b[(u64)t * h + i] = to_bf(v);
+    }
+}
+
+// grid (ceil(n*rows/256)), block 256: y[t, r] = bias[r] (accumulate = 0) or += bias[r].
+extern "C" __global__ void add_bias(float* y, const u16* bias, int n, int rows, int accumulate) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (u64)n * rows) return;
+    float b = bf(bias[i % rows]);
+    y[i] = accumulate ? y[i] + b : b;
+}
+
+extern "C" __global__ void f32_to_bf16(const float* x, u16* out, u64 count) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) out[i] = to_bf(x[i]);
+}
+
+// grid m, any block: out[i] = x[rows[i]].
+extern "C" __global__ void gather_rows(const float* x, const int* rows, float* out, int h) {
+    const float* src = x + (u64)rows[blockIdx.x] * h;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) out[(u64)blockIdx.x * h + i] = src[i];
+}
+
+// ---------------------------------------------------------------------------------------
+// Small-batch products (decode): one thread per weight row, the block's warps splitting the
+// row's columns, so each warp reads 32 rows side by side (full 32-byte sectors per thread)
+// and every thread of a warp reads the same inputs (a broadcast). The inputs of the step's
+// tokens are staged in shared memory once per block, normalised there when `gain` is given.
+
+// Stages `count` rows of x (row j is x[src_row(j)]) into xs, RMSNorm'd when gain != null.
+__device__ void stage_inputs(const float* x, const int* src_rows, int count, int cols,
+                             const u16* gain, float eps, float* xs) {
+    __shared__ float inv[NT_MAX];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (gain) {
+        for (int j = warp; j < count; j += blockDim.x >> 5) {
+            const float* xr = x + (u64)(src_rows ? src_rows[j] : j) * cols;
+            float s = 0.f;
+            for (int i = lane; i < cols; i += 32) s += xr[i] * xr[i];
+            s = warp_sum(s);
+            if (lane == 0) inv[j] = 1.f / sqrtf(s / (float)cols + eps);
+        }
+        __syncthreads();
+    }
+    for (int j = 0; j < count; j++) {
+        const float* xr = x + (u64)(src_rows ? src_rows[j] : j) * cols;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x)
+            xs[j * cols + i] = gain ? xr[i] * inv[j] * bf(gain[i]) : xr[i];
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ void unpack_bf16x8(uint4 a, float* w) {
+    w[0] = __uint_as_float(a.x << 16); w[1] = __uint_as_float(a.x & 0xffff0000u);
+    w[2] = __uint_as_float(a.y << 16); w[3] = __uint_as_float(a.y & 0xffff0000u);
+    w[4] = __uint_as_float(a.z << 16); w[5] = __uint_as_float(a.z & 0xffff0000u);
+    w[6] = __uint_as_float(a.w << 16); w[7] = __uint_as_float(a.w & 0xffff0000u);
+}
+
+// Accumulates `count` dot products of 16 weights against xs rows at column c0.
+__device__ __forceinline__ void dot16(const float* w, const float* xs, int cols, int c0,
+                                      int count, float* acc) {
+#pragma unroll
+    for (int j = 0; j < NT_MAX; j++) {
+        if (j < count) {
+            const float4* xv = (const float4*)(xs + j * cols + c0);
+            float s = acc[j];
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                float4 v = xv[q];
+                s += w[4 * q] * v.x + w[4 * q + 1] * v.y + w[4 * q + 2] * v.z + w[4 * q + 3] * v.w;
+            }
+            acc[j] = s;
+        }
+    }
+}
+
+// One thread's partial dots for row `r` of a bf16 [rows, cols] matrix over chunks of 16
+// columns c = first, first + stride, ... < last.
+__device__ __forceinline__ void row_dots_bf16(const u16* w_row, const float* xs, int cols,
+                                              int first, int last, int stride, int count,
+                                              float* acc) {
+    const uint4* p = (const uint4*)w_row;
+#pragma unroll 4
+    for (int c = first; c < last; c += stride) {
+        uint4 a = __ldg(p + 2 * c), b = __ldg(p + 2 * c + 1);
+        float w[16];
+        unpack_bf16x8(a, w);
+        unpack_bf16x8(b, w + 8);
+        dot16(w, xs, cols, 16 * c, count, acc);
+    }
+}
+
+// The same for an MXFP4 row (`blocks`: cols/2 bytes, `scales`: cols/32 bytes), chunks of 64
+// columns (two 32-value blocks: 32 bytes of nibbles and two scale bytes).
+__device__ __forceinline__ void row_dots_mxfp4(const u8* blocks, const u8* scales,
+                                               const float* lut, const float* xs, int cols,
+                                               int first, int last, int stride, int count,
+                                               float* acc) {
+    const uint4* p = (const uint4*)blocks;
+    const u16* s2 = (const u16*)scales;
+#pragma unroll 2
+    for (int c = first; c < last; c += stride) {
+        uint4 a = __ldg(p + 2 * c), b = __ldg(p + 2 * c + 1);
+        u32 sc = __ldg(s2 + c);
+        float s0 = e8m0(sc & 0xffu), s1 = e8m0(sc >> 8);
+        u32 words[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            // 16 values: words 2q, 2q+1 (block q/2, values 16(q%2)..+16).
+            float w[16];
+            float s = q < 2 ? s0 : s1;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                u32 v = words[2 * q + h];
+#pragma unroll
+                for (int nib = 0; nib < 8; nib++) w[8 * h + nib] = lut[(v >> (4 * nib)) & 15u] * s;
+            }
+            dot16(w, xs, cols, 64 * c + 16 * q, count, acc);
+        }
+    }
+}
+
+// Sums the warps' partials: red[warp][j][lane]; returns this thread's (j = threadIdx/32,
+// lane) total (only meaningful for j < count).
+__device__ __forceinline__ float reduce_warps(float (*red)[NT_MAX][32], const float* acc,
+                                              int count) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int j = 0; j < NT_MAX; j++)
+        if (j < count) red[warp][j][lane] = acc[j];
+    __syncthreads();
+    int j = threadIdx.x >> 5;
+    float s = 0.f;
+    if (j < count)
+        for (int w = 0; w < GEMV_WARPS; w++) s += red[w][j][lane];
+    return s;
+}
+
+// y = W·x (+ bias) for n ≤ NT_MAX tokens; W bf16 [rows, cols], cols % 16 == 0.
+// grid (ceil(rows/32), ksplit), block 256, dynamic shared n·cols floats.
+// mode 0: y[t, r] = dot + bias; 1: y[t, r] += dot + bias (a residual);
+// 2: y[split, t, r] = dot over the split's columns (partial sums, no bias).
+extern "C" __global__ void __launch_bounds__(256)
+gemv_bf16(const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y,
+          int rows, int cols, int n, int mode) {
+    extern __shared__ float xs[];
+    __shared__ float red[GEMV_WARPS][NT_MAX][32];
+    stage_inputs(x, 0, n, cols, gain, eps, xs);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int r = blockIdx.x * 32 + lane;
+    int chunks = cols / 16, per = (chunks + gridDim.y - 1) / gridDim.y;
+    int c0 = blockIdx.y * per, c1 = min(chunks, c0 + per);
+    float acc[NT_MAX];
+#pragma unroll
+    for (int j = 0; j < NT_MAX; j++) acc[j] = 0.f;
+    if (r < rows) row_dots_bf16(w + (u64)r * cols, xs, cols, c0 + warp, c1, GEMV_WARPS, n, acc);
+    float s = reduce_warps(red, acc, n);
+    int t = threadIdx.x >> 5;
+    if (t < n && r < rows) {
+        if (mode == 2) {
+            y[((u64)blockIdx.y * n + t) * rows + r] = s;
+        } else {
+            float v = s + (bias ? bf(bias[r]) : 0.f);
+            u64 o = (u64)t * rows + r;
+            y[o] = mode == 1 ? y[o] + v : v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing: the router's logits (summed over `splits` partial sums) → top-k experts with a
+// softmax over the chosen logits; then each expert's (token, slot) pairs.
+//
+// meta: [0] active experts A, [1..1+E) the active experts in order, [1+E..1+2E) pairs per
+// expert, [1+2E..1+3E) first sorted index per expert, [1+3E..1+3E+nk) the pairs p = t·k + j
+// sorted by expert then p, [1+3E+nk..1+3E+2nk) each pair's sorted index.
+// grid 1, block 256.
+extern "C" __global__ void route(const float* partial, int splits, const u16* bias, int n,
+                                 int experts, int k, int* meta, int* pair_expert,
+                                 float* pair_weight) {
+    for (int t = threadIdx.x; t < n; t += blockDim.x) {
+        int chosen[32];
+        float val[32];
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            float bv = 0.f;
+            for (int e = 0; e < experts; e++) {
+                bool taken = false;
+                for (int q = 0; q < j; q++) taken |= chosen[q] == e;
+                if (taken) continue;
+                float v = bias ? bf(bias[e]) : 0.f;
+                float sum = 0.f;
+                for (int s = 0; s < splits; s++) sum += partial[((u64)s * n + t) * experts + e];
+                v = sum + v;
+                // Strictly greater: ties go to the lower expert index (NaN never wins).
+                if (best < 0 || v > bv) { best = e; bv = v; }
+            }
+            chosen[j] = best;
+            val[j] = bv;
+        }
+        float mx = val[0], total = 0.f;
+        for (int j = 1; j < k; j++) mx = fmaxf(mx, val[j]);
+        for (int j = 0; j < k; j++) { val[j] = expf(val[j] - mx); total += val[j]; }
+        for (int j = 0; j < k; j++) {
+            pair_expert[t * k + j] = chosen[j];
+            pair_weight[t * k + j] = val[j] / total;
+        }
+    }
+    __syncthreads();
+    int nk = n * k;
+    int* active = meta + 1;
+    int* count = meta + 1 + experts;
+    int* first = meta + 1 + 2 * experts;
+    int* sorted = meta + 1 + 3 * experts;
+    int* where = sorted + nk;
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        int c = 0;
+        for (int p = 0; p < nk; p++) c += pair_expert[p] == e;
+        count[e] = c;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int a = 0, off = 0;
+        for (int e = 0; e < experts; e++) {
+            first[e] = off;
+            off += count[e];
+            if (count[e]) active[a++] = e;
+        }
+        meta[0] = a;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < experts; e += blockDim.x) {
+        int o = first[e];
+        for (int p = 0; p < nk; p++)
+            if (pair_expert[p] == e) { sorted[o] = p; where[p] = o; o++; }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Experts for small batches: one block row-group per active expert (grid.y), reading that
+// expert's rows once for every pair routed to it (at most NT_MAX: one per token).
+
+// Expert e's row r: MXFP4 (fmt 0, blocks/scales) or bf16 [E, rows, cols] (fmt 1, `blocks`
+// is then the bf16 weights).
+__device__ __forceinline__ void expert_row_dots(int fmt, const u8* blocks, const u8* scales,
+                                                int e, int r, int rows, int cols,
+                                                const float* lut, const float* xs, int count,
+                                                float* acc) {
+    int warp = threadIdx.x >> 5;
+    u64 row = (u64)e * rows + r;
+    if (fmt == 0) {
+        row_dots_mxfp4(blocks + row * (cols / 2), scales + row * (cols / 32), lut, xs, cols,
+                       warp, cols / 64, GEMV_WARPS, count, acc);
+    } else {
+        row_dots_bf16((const u16*)blocks + row * cols, xs, cols, warp, cols / 16, GEMV_WARPS,
+                      count, acc);
+    }
+}
+
+__device__ __forceinline__ void load_lut(float* lut) {
+    if (threadIdx.x < 16) {
+        const float v[8] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+        lut[threadIdx.x] = threadIdx.x < 8 ? v[threadIdx.x] : -v[threadIdx.x - 8];
+    }
+}
+
+// act[p, i] = SwiGLU of expert e's gate/up rows (2i, 2i+1) for every pair p routed to e, on
+// x normalised with `gain`. grid (ceil(2I/32), max active experts), block 256, dynamic
+// shared NT_MAX·h floats.
+extern "C" __global__ void __launch_bounds__(256)
+moe_gate_up(int fmt, const u8* blocks, const u8* scales, const u16* bias, const float* x,
+            const u16* gain, float eps, const int* meta, float* act, int h, int inter,
+            int experts, int k, int n, float limit) {
+    extern __shared__ float xs[];
+    __shared__ float red[GEMV_WARPS][NT_MAX][32];
+    __shared__ float lut[16];
+    __shared__ int toks[NT_MAX];
+    if ((int)blockIdx.y >= meta[0]) return;
+    int e = meta[1 + blockIdx.y];
+    int count = meta[1 + experts + e], first = meta[1 + 2 * experts + e];
+    const int* pairs = meta + 1 + 3 * experts + first;
+    if (threadIdx.x < count) toks[threadIdx.x] = pairs[threadIdx.x] / k;
+    load_lut(lut);
+    __syncthreads();
+    stage_inputs(x, toks, count, h, gain, eps, xs);
+    int lane = threadIdx.x & 31;
+    int rows = 2 * inter, r = blockIdx.x * 32 + lane;
+    float acc[NT_MAX];
+#pragma unroll
+    for (int j = 0; j < NT_MAX; j++) acc[j] = 0.f;
+    if (r < rows) expert_row_dots(fmt, blocks, scales, e, r, rows, h, lut, xs, count, acc);
+    float s = reduce_warps(red, acc, count);
+    int j = threadIdx.x >> 5;
+    if (r < rows) s += bf(bias[(u64)e * rows + r]);
+    float up = __shfl_down_sync(0xffffffffu, s, 1);
+    if (j < count && r < rows && (r & 1) == 0)
+        act[(u64)pairs[j] * inter + r / 2] = swiglu(s, up, limit);
+}
+
+// y[p, r] = expert e's down row r · act[p] + bias, for the pairs routed to e.
+// grid (ceil(h/32), max active experts), block 256, dynamic shared NT_MAX·inter floats.
+extern "C" __global__ void __launch_bounds__(256)
+moe_down(int fmt, const u8* blocks, const u8* scales, const u16* bias, const float* act,
+         const int* meta, float* y, int h, int inter, int experts) {
+    extern __shared__ float xs[];
+    __shared__ float red[GEMV_WARPS][NT_MAX][32];
+    __shared__ float lut[16];
+    if ((int)blockIdx.y >= meta[0]) return;
+    int e = meta[1 + blockIdx.y];
+    int count = meta[1 + experts + e], first = meta[1 + 2 * experts + e];
+    const int* pairs = meta + 1 + 3 * experts + first;
+    load_lut(lut);
+    stage_inputs(act, pairs, count, inter, 0, 0.f, xs);
+    int lane = threadIdx.x & 31;
+    int r = blockIdx.x * 32 + lane;
+    float acc[NT_MAX];
+#pragma unroll
+    for (int j = 0; j < NT_MAX; j++) acc[j] = 0.f;
+    if (r < h) expert_row_dots(fmt, blocks, scales, e, r, h, inter, lut, xs, count, acc);
+    float s = reduce_warps(red, acc, count);
+    int j = threadIdx.x >> 5;
+    if (j < count && r < h) y[(u64)pairs[j] * h + r] = s + bf(bias[(u64)e * h + r]);
+}
+
+// x[t] += Σ_j weight[t·k+j] · (y[row(t·k+j)] + bias[expert]) in routing order; `where`
+// (null: identity) maps a pair to its row of y, `bias` may be null (already added).
+// grid n, block 256.
+extern "C" __global__ void moe_combine(float* x, const float* y, const int* where,
+                                       const u16* bias, const int* pair_expert,
+                                       const float* pair_weight, int h, int k) {
+    int t = blockIdx.x;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        float s = 0.f;
+        for (int j = 0; j < k; j++) {
+            int p = t * k + j;
+            int row = where ? where[p] : p;
+            float v = y[(u64)row * h + i];
+            if (bias) v += bf(bias[(u64)pair_expert[p] * h + i]);
+            s += pair_weight[p] * v;
+        }
+        x[(u64)t * h + i] += s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Experts for large batches (prefill): the pairs sorted by expert, each expert's weights
+// widened to bf16 once and multiplied by cuBLAS; these kernels move rows around it.
+
+// out[i] = xb[sorted[i] / k] (bf16 rows). grid n·k, any block.
+extern "C" __global__ void gather_pairs_bf16(const u16* xb, const int* meta, u16* out, int h,
+                                             int experts, int k) {
+    int i = blockIdx.x;
+    int p = meta[1 + 3 * experts + i];
+    const u16* src = xb + (u64)(p / k) * h;
+    for (int c = threadIdx.x; c < h; c += blockDim.x) out[(u64)i * h + c] = src[c];
+}
+
+// act[i, j] = SwiGLU(gu[i, 2j] + bias, gu[i, 2j+1] + bias) as bf16, row i's expert from
+// the sorted pairs. grid n·k, block 256.
+extern "C" __global__ void swiglu_sorted(const float* gu, const u16* bias, const int* meta,
+                                         const int* pair_expert, u16* act, int inter,
+                                         int experts, float limit) {
+    int i = blockIdx.x;
+    int e = pair_expert[meta[1 + 3 * experts + i]];
+    const float* row = gu + (u64)i * 2 * inter;
+    const u16* b = bias + (u64)e * 2 * inter;
+    for (int j = threadIdx.x; j < inter; j += blockDim.x)
+        act[(u64)i * inter + j] =
+            to_bf(swiglu(row[2 * j] + bf(b[2 * j]), row[2 * j + 1] + bf(b[2 * j + 1]), limit));
+}
+
+// Expert e's MXFP4 [rows, cols] widened to bf16. grid ceil(rows·cols/2/256), block 256.
+extern "C" __global__ void mxfp4_to_bf16(const u8* blocks, const u8* scales, u16* out,
+                                         u64 rows_cols) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;  // byte index
+    if (2 * i >= rows_cols) return;
+    const float v[8] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
+    u8 b = blocks[i];
+    float s = e8m0(scales[i / 16]);
+    u32 lo = b & 15u, hi = b >> 4;
+    float a = (lo & 8u ? -v[lo & 7u] : v[lo & 7u]) * s;
+    float c = (hi & 8u ? -v[hi & 7u] : v[hi & 7u]) * s;
+    out[2 * i] = to_bf(a);
+    out[2 * i + 1] = to_bf(c);
+}
+
+// [E, a, b] → [E, b, a] for bf16 (the Hugging Face in/out expert layout to rows of inputs).
+// grid (ceil(b/32), ceil(a/32), E), block (32, 8).
+extern "C" __global__ void transpose_bf16(const u16* in, u16* out, int a, int b) {
+    __shared__ u16 tile[32][33];
+    u64 base = (u64)blockIdx.z * a * b;
+    int bx = blockIdx.x * 32, ay = blockIdx.y * 32;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int r = ay + i, c = bx + threadIdx.x;
+        if (r < a && c < b) tile[i][threadIdx.x] = in[base + (u64)r * b + c];
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        int r = bx + i, c = ay + threadIdx.x;
+        if (r < b && c < a) out[base + (u64)r * a + c] = tile[threadIdx.x][i];
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention
+
+// Rotates q and k of each new token (YaRN-scaled RoPE, NeoX halves) and writes k and v into
+// the paged cache. qkv: [n, (heads + 2·kv_heads)·64]; q_out: [n, heads·64].
+// grid n, block 256.
+extern "C" __global__ void rope_store(const float* qkv, const int* pos, const int* table_at,
+                                      const int* tables, float* pool, const float* inv_freq,
+                                      float concentration, int layer, int layers, int heads,
+                                      int kv_heads, float* q_out) {
+    int t = blockIdx.x;
+    int p = pos[t];
+    int qd = heads * HEAD_DIM, kvd = kv_heads * HEAD_DIM;
+    const float* row = qkv + (u64)t * (qd + 2 * kvd);
+    int blk = tables[table_at[t] + p / PAGE], slot = p % PAGE;
+    float* kdst = pool + (((u64)blk * layers + layer) * 2) * PAGE * kvd + (u64)slot * kvd;
+    float* vdst = kdst + (u64)PAGE * kvd;
+    const int half = HEAD_DIM / 2;
+    for (int i = threadIdx.x; i < (heads + kv_heads) * half; i += blockDim.x) {
+        int hh = i / half, f = i % half;
+        float angle = (float)p * inv_freq[f];
+        float c = cosf(angle) * concentration, s = sinf(angle) * concentration;
+        const float* src = hh < heads ? row + hh * HEAD_DIM : row + qd + (hh - heads) * HEAD_DIM;
+        float x1 = src[f], x2 = src[f + half];
+        float a = x1 * c - x2 * s, b = x2 * c + x1 * s;
+        if (hh < heads) {
+            q_out[(u64)t * qd + hh * HEAD_DIM + f] = a;
+            q_out[(u64)t * qd + hh * HEAD_DIM + f + half] = b;
+        } else {
+            kdst[(hh - heads) * HEAD_DIM + f] = a;
+            kdst[(hh - heads) * HEAD_DIM + f + half] = b;
+        }
+    }
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) vdst[i] = row[qd + kvd + i];
+}
+
+// Causal attention with sinks over the paged cache: one block per (token, kv head), one warp
+// per query head of the group, keys in tiles of one page with an online softmax.
+// grid (n, kv_heads), block 32·(heads / kv_heads).
+extern "C" __global__ void attention(const float* q, const float* pool, const int* pos,
+                                     const int* table_at, const int* tables, const u16* sinks,
+                                     float* out, int layer, int layers, int heads, int kv_heads,
+                                     int window, float scale) {
+    __shared__ float ks[PAGE][HEAD_DIM + 1];
+    __shared__ float vs[PAGE][HEAD_DIM];
+    __shared__ float qs[32][HEAD_DIM];
+    int t = blockIdx.x, g = blockIdx.y;
+    int group = heads / kv_heads;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int hq = g * group + warp;
+    int qd = heads * HEAD_DIM, kvd = kv_heads * HEAD_DIM;
+    int p = pos[t];
+    int lo = window > 0 ? max(0, p - window + 1) : 0;
+    const int* table = tables + table_at[t];
+    qs[warp][lane] = q[(u64)t * qd + hq * HEAD_DIM + lane];
+    qs[warp][lane + 32] = q[(u64)t * qd + hq * HEAD_DIM + lane + 32];
+    float m = -INFINITY, l = 0.f, acc0 = 0.f, acc1 = 0.f;
+    for (int base = lo & ~(PAGE - 1); base <= p; base += PAGE) {
+        __syncthreads();
+        const float* kp = pool + (((u64)table[base / PAGE] * layers + layer) * 2) * PAGE * kvd +
+                          g * HEAD_DIM;
+        const float* vp = kp + (u64)PAGE * kvd;
+        for (int i = threadIdx.x; i < PAGE * HEAD_DIM; i += blockDim.x) {
+            int s = i / HEAD_DIM, d = i % HEAD_DIM;
+            ks[s][d] = kp[(u64)s * kvd + d];
+            vs[s][d] = vp[(u64)s * kvd + d];
+        }
+        __syncthreads();
+        int key = base + lane;
+        bool ok = key >= lo && key <= p;
+        float sc = -INFINITY;
+        if (ok) {
+            float d = 0.f;
+#pragma unroll 16
+            for (int i = 0; i < HEAD_DIM; i++) d += qs[warp][i] * ks[lane][i];
+            sc = d * scale;
+        }
+        float m_new = fmaxf(m, warp_max(sc));
+        float e = ok ? expf(sc - m_new) : 0.f;
+        float alpha = expf(m - m_new);
+        l = l * alpha + warp_sum(e);
+        acc0 *= alpha;
+        acc1 *= alpha;
+#pragma unroll 8
+        for (int j = 0; j < PAGE; j++) {
+            float pj = __shfl_sync(0xffffffffu, e, j);
+            acc0 += pj * vs[j][lane];
+            acc1 += pj * vs[j][lane + 32];
+        }
+        m = m_new;
+    }
+    float sink = bf(sinks[hq]);
+    float mx = fmaxf(m, sink);
+    float f = expf(m - mx);
+    float total = l * f + expf(sink - mx);
+    out[(u64)t * qd + hq * HEAD_DIM + lane] = acc0 * f / total;
+    out[(u64)t * qd + hq * HEAD_DIM + lane + 32] = acc1 * f / total;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bandwidth probe: dst = src, 16 bytes per thread per step (the copy ceiling the decode
+// bandwidth is measured against). grid any, block 256.
+extern "C" __global__ void copy16(const uint4* src, uint4* dst, u64 count) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+         i += (u64)gridDim.x * blockDim.x)
+        dst[i] = src[i];
+}

@@ -1,0 +1,373 @@
+//! The CUDA backend against the reference goldens and against the CPU model.
+//!
+//! These need an NVIDIA GPU with the driver, NVRTC and cuBLAS libraries; elsewhere each test
+//! prints why it is skipped and passes (CI has no GPU). `kernels_compile` needs only
+//! libnvrtc (`LD_LIBRARY_PATH` pointing at a CUDA toolkit, or the `nvidia-cuda-nvrtc`
+//! wheel's `lib` folder).
+//!
+//! Tolerances. The GPU's decode path (≤ 8 tokens per step) computes like the CPU, f32
+//! activations against bf16/MXFP4 weights, so token-by-token logits must match the f32
+//! reference within `DECODE_TOLERANCE` and its greedy continuation exactly. The batched path
+//! (prefill) rounds the activations to bf16 for the tensor cores, so, like the CPU's fast
+//! mode, its mean |Δlogit| over the reference's top-k entries must stay below that of the
+//! reference's own bf16 run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gossamer_checkpoint::synth::{write_checkpoint, Preset, SynthOptions};
+use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
+use gossamer_cuda::{CudaBackend, CudaOptions};
+use gossamer_model::{GptOss, Logits, ModelError, Step};
+use serde::Deserialize;
+
+const DECODE_TOLERANCE: f32 = 2e-3;
+
+/// Prints past the test harness's capture (`eprintln!` is captured for passing tests), so a
+/// skip shows in the run's output.
+fn say_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn gpu_or_skip(test: &str) -> bool {
+    match gossamer_cuda::unavailable_reason() {
+        None => true,
+        Some(why) => {
+            say_skipped(test, &format!("no usable CUDA GPU here ({why})"));
+            false
+        }
+    }
+}
+
+#[test]
+fn kernels_compile() {
+    if !gossamer_cuda::nvrtc_present() {
+        say_skipped(
+            "kernels_compile",
+            "libnvrtc not found (set LD_LIBRARY_PATH)",
+        );
+        return;
+    }
+    for (major, minor) in [(8, 0), (9, 0)] {
+        let ptx = gossamer_cuda::compile_kernels(major, minor).unwrap();
+        for name in ["gemv_bf16", "moe_gate_up", "moe_down", "attention", "route"] {
+            assert!(
+                ptx.contains(&format!(".entry {name}")),
+                "{name} missing from the PTX"
+            );
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    checkpoint: GoldenCheckpoint,
+    prompts: Vec<Prompt>,
+    bf16_run: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct GoldenCheckpoint {
+    generator: Generator,
+}
+
+#[derive(Deserialize)]
+struct Generator {
+    preset: String,
+    seed: u64,
+    layers: Option<usize>,
+    #[serde(default)]
+    sliding_window: Option<usize>,
+    experts: String,
+}
+
+#[derive(Deserialize)]
+struct Prompt {
+    tokens: Vec<u32>,
+    positions: Vec<Position>,
+    greedy: Greedy,
+}
+
+#[derive(Deserialize)]
+struct Position {
+    top: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    id: u32,
+    logit: f32,
+}
+
+#[derive(Deserialize)]
+struct Greedy {
+    tokens: Vec<u32>,
+}
+
+fn goldens() -> Vec<(PathBuf, Golden)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/goldens");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let g = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, g)
+        })
+        .collect()
+}
+
+fn build(g: &Generator) -> (tempfile::TempDir, Checkpoint) {
+    let mut o = SynthOptions::new(g.preset.parse::<Preset>().unwrap(), g.seed);
+    o.layers = g.layers;
+    o.sliding_window = g.sliding_window;
+    o.experts = match g.experts.as_str() {
+        "bf16" => ExpertFormat::Bf16,
+        _ => ExpertFormat::Mxfp4,
+    };
+    o.layout = Layout::Hf;
+    let dir = tempfile::tempdir().unwrap();
+    write_checkpoint(&o, dir.path(), &mut |_, _| {}).unwrap();
+    let ck = Checkpoint::open(dir.path()).unwrap();
+    (dir, ck)
+}
+
+fn gpu_model(ck: &Checkpoint, opts: &CudaOptions) -> (GptOss, Arc<CudaBackend>) {
+    let backend = CudaBackend::new(ck, opts, &mut |_, _| {}).unwrap();
+    let mut model = GptOss::new(ck);
+    model.set_accelerator(backend.clone());
+    (model, backend)
+}
+
+fn small_pool() -> CudaOptions {
+    CudaOptions {
+        ordinal: 0,
+        kv_cache_bytes: Some(256 << 20),
+    }
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in row.iter().enumerate() {
+        if l > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[test]
+fn goldens_on_gpu() {
+    if !gpu_or_skip("goldens_on_gpu") {
+        return;
+    }
+    let mut failures = Vec::new();
+    for (path, golden) in goldens() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (_dir, ck) = build(&golden.checkpoint.generator);
+        let (model, _) = gpu_model(&ck, &small_pool());
+        let vocab = ck.config.vocab_size;
+        // Batched path: whole prompts.
+        let (mut sum, mut count, mut max) = (0f64, 0usize, 0f32);
+        for p in &golden.prompts {
+            let mut cache = model.new_cache();
+            let logits = model.forward(&p.tokens, &mut cache, Logits::All).unwrap();
+            for (row, reference) in logits.chunks_exact(vocab).zip(&p.positions) {
+                for e in &reference.top {
+                    let d = (row[e.id as usize] - e.logit).abs();
+                    assert!(d.is_finite(), "{name}: non-finite logit");
+                    sum += d as f64;
+                    max = max.max(d);
+                    count += 1;
+                }
+            }
+        }
+        let mean = sum / count as f64;
+        let ref_mean = golden.bf16_run["mean_abs_dlogit"].as_f64().unwrap();
+        eprintln!(
+            "{name}: batched mean |Δlogit| {mean:.2e} (max {max:.2e}); reference bf16 run {ref_mean:.2e}"
+        );
+        if mean >= ref_mean {
+            failures.push(format!("{name}: batched path drifts more than the reference's bf16 run ({mean:.3e} vs {ref_mean:.3e})"));
+        }
+        // Decode path: each prompt one token at a time, then the greedy continuation.
+        let mut worst = 0f32;
+        for (pi, p) in golden.prompts.iter().enumerate() {
+            let mut cache = model.new_cache();
+            let mut row = Vec::new();
+            for (&t, reference) in p.tokens.iter().zip(&p.positions) {
+                row = model.forward(&[t], &mut cache, Logits::Last).unwrap();
+                for e in &reference.top {
+                    worst = worst.max((row[e.id as usize] - e.logit).abs());
+                }
+            }
+            let mut ours = Vec::new();
+            for _ in 0..p.greedy.tokens.len() {
+                let t = argmax(&row);
+                ours.push(t);
+                row = model.forward(&[t], &mut cache, Logits::Last).unwrap();
+            }
+            if ours != p.greedy.tokens {
+                failures.push(format!(
+                    "{name} prompt {pi}: greedy continuation differs\n  ours {ours:?}\n  ref  {:?}",
+                    p.greedy.tokens
+                ));
+            }
+        }
+        eprintln!(
+            "{name}: decode path max |Δlogit| {worst:.2e} (tolerance {DECODE_TOLERANCE:.0e})"
+        );
+        if worst > DECODE_TOLERANCE {
+            failures.push(format!(
+                "{name}: decode path max |Δlogit| {worst:.3e} over {DECODE_TOLERANCE:.0e}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Several sequences in one step (prefill chunks next to decode tokens, both paths) give
+/// what each gives alone; and the KV pool running out is an error that changes nothing.
+#[test]
+fn batches_match_single_sequences_and_kv_exhaustion_is_an_error() {
+    if !gpu_or_skip("batches_match_single_sequences_and_kv_exhaustion_is_an_error") {
+        return;
+    }
+    let g = Generator {
+        preset: "small-vocab".into(),
+        seed: 11,
+        layers: Some(3),
+        sliding_window: None,
+        experts: "mxfp4".into(),
+    };
+    let (_dir, ck) = build(&g);
+    let (model, _) = gpu_model(&ck, &small_pool());
+    let vocab = ck.config.vocab_size;
+    let prompts: [Vec<u32>; 3] = [
+        (0..40).map(|i| (i * 37 + 5) % vocab as u32).collect(),
+        (0..3).map(|i| (i * 101 + 7) % vocab as u32).collect(),
+        (0..70).map(|i| (i * 13 + 1) % vocab as u32).collect(),
+    ];
+    // Alone: prompt, then two decode tokens.
+    let alone: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .map(|p| {
+            let mut c = model.new_cache();
+            let a = model.forward(p, &mut c, Logits::Last).unwrap();
+            let b = model.forward(&[1], &mut c, Logits::Last).unwrap();
+            let d = model.forward(&[2], &mut c, Logits::Last).unwrap();
+            vec![a, b, d]
+        })
+        .collect();
+    let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache()).collect();
+    let mut got: Vec<Vec<Vec<f32>>> = vec![Vec::new(); 3];
+    for round in 0..3 {
+        let toks: Vec<Vec<u32>> = match round {
+            0 => prompts.to_vec(),
+            1 => vec![vec![1]; 3],
+            _ => vec![vec![2]; 3],
+        };
+        let mut steps: Vec<Step> = caches
+            .iter_mut()
+            .zip(&toks)
+            .map(|(c, t)| Step {
+                tokens: t,
+                cache: c,
+                logits: Logits::Last,
+            })
+            .collect();
+        for (i, out) in model
+            .forward_batch(&mut steps)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            got[i].push(out);
+        }
+    }
+    let mut worst = 0f32;
+    for (a, b) in alone.iter().flatten().zip(got.iter().flatten()) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    eprintln!("batched vs alone: max |Δlogit| {worst:.2e}");
+    assert!(
+        worst < 0.25,
+        "batched steps differ from single ones by {worst}"
+    );
+
+    // A pool of two blocks: a 100-token prompt cannot fit, and the cache stays usable.
+    let tiny = CudaOptions {
+        ordinal: 0,
+        kv_cache_bytes: Some(2 * 3 * 2 * 32 * ck.config.kv_dim() * 4),
+    };
+    let (model, _) = gpu_model(&ck, &tiny);
+    let mut cache = model.new_cache();
+    let long: Vec<u32> = (0..100).collect();
+    let err = model.forward(&long, &mut cache, Logits::Last).unwrap_err();
+    assert!(
+        matches!(err, ModelError::Device(ref m) if m.contains("KV cache is full")),
+        "{err}"
+    );
+    assert_eq!(cache.len(), 0);
+    model
+        .forward(&long[..40], &mut cache, Logits::Last)
+        .unwrap();
+    assert_eq!(cache.len(), 40);
+    // No room to fork: the copy is marked lost (an error when used), the original goes on.
+    let mut fork = cache.clone();
+    model.forward(&[9], &mut cache, Logits::Last).unwrap();
+    let err = model.forward(&[9], &mut fork, Logits::Last).unwrap_err();
+    assert!(matches!(err, ModelError::CacheLost), "{err}");
+}
+
+/// A forked cache continues exactly like the original.
+#[test]
+fn forked_cache_continues_like_the_original() {
+    if !gpu_or_skip("forked_cache_continues_like_the_original") {
+        return;
+    }
+    let g = Generator {
+        preset: "tiny".into(),
+        seed: 2,
+        layers: None,
+        sliding_window: None,
+        experts: "mxfp4".into(),
+    };
+    let (_dir, ck) = build(&g);
+    let (model, _) = gpu_model(&ck, &small_pool());
+    let mut cache = model.new_cache();
+    let prompt: Vec<u32> = (0..45).map(|i| i * 7 + 3).collect();
+    model.forward(&prompt, &mut cache, Logits::Last).unwrap();
+    let mut fork = cache.clone();
+    let a = model.forward(&[5, 6], &mut cache, Logits::All).unwrap();
+    let b = model.forward(&[5, 6], &mut fork, Logits::All).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn missing_device_is_a_clear_error() {
+    if !gpu_or_skip("missing_device_is_a_clear_error") {
+        return;
+    }
+    let g = Generator {
+        preset: "tiny".into(),
+        seed: 1,
+        layers: Some(1),
+        sliding_window: None,
+        experts: "mxfp4".into(),
+    };
+    let (_dir, ck) = build(&g);
+    let opts = CudaOptions {
+        ordinal: 99,
+        kv_cache_bytes: None,
+    };
+    let err = CudaBackend::new(&ck, &opts, &mut |_, _| {}).err().unwrap();
+    assert!(err.to_string().contains("cuda:99 does not exist"), "{err}");
+}
