@@ -19,6 +19,9 @@ const NT_MAX: usize = 8;
 const ROUTER_SPLITS: usize = 16;
 /// Logit rows per unembedding product (bounds the logits buffer).
 const LOGIT_CHUNK: usize = 256;
+/// Key-range splits of decode attention: enough blocks to keep the GPU busy at one
+/// sequence with a long context (empty splits of short contexts exit at once).
+const ATTN_SPLITS: usize = 16;
 
 #[derive(Clone, Debug, Default)]
 pub struct CudaOptions {
@@ -40,6 +43,7 @@ struct Scratch {
     qkv: Buf,
     q: Buf,
     attn: Buf,
+    attn_partial: Buf,
     partial: Buf,
     rmeta: Buf,
     pair_expert: Buf,
@@ -53,8 +57,16 @@ struct Scratch {
     rows: Buf,
 }
 
+/// A captured decode step, replayed while the step's shape and buffers stay the same.
+struct Graph(cudarc::driver::CudaGraph);
+// SAFETY: a CUDA graph may be launched from any thread when calls are serialised; graphs
+// are only touched under the backend's state lock.
+unsafe impl Send for Graph {}
+
 struct State {
     scratch: Option<Scratch>,
+    /// Decode steps by (tokens, logit rows); cleared whenever a buffer they use moves.
+    graphs: std::collections::HashMap<(usize, usize), Graph>,
     /// One expert's matrix widened to bf16 (the batched path with MXFP4 experts).
     widened: Option<Buf>,
     logits: Option<Buf>,
@@ -68,6 +80,8 @@ pub struct CudaBackend {
     pool: Arc<KvPool>,
     inv_freq: Buf,
     concentration: f32,
+    /// Replay decode steps as CUDA graphs (off with `GOSSAMER_CUDA_NO_GRAPHS=1`, to compare).
+    use_graphs: bool,
     state: Mutex<State>,
 }
 
@@ -119,8 +133,10 @@ impl CudaBackend {
             pool,
             inv_freq,
             concentration: rope.concentration,
+            use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
             state: Mutex::new(State {
                 scratch: None,
+                graphs: Default::default(),
                 widened: None,
                 logits: None,
                 logits_b: None,
@@ -262,37 +278,110 @@ impl CudaBackend {
             meta.extend(t.iter().map(|&b| b as i32));
         }
         self.ensure_scratch(state, n, meta.len())?;
+        self.ensure_logits(state, m)?;
         let sc = state.scratch.as_ref().expect("ensured");
         self.gpu.write(&sc.meta, &meta)?;
         let at = |k: usize| sc.meta.ptr + 4 * (k as u64);
-        let (d_tokens, d_pos, d_table_at, d_wanted, d_tables) =
-            (at(0), at(n), at(2 * n), at(3 * n), at(3 * n + m));
+        let d = StepPointers {
+            tokens: at(0),
+            pos: at(n),
+            table_at: at(2 * n),
+            wanted: at(3 * n),
+            tables: at(3 * n + m),
+        };
+        let vocab = cfg.vocab_size;
+        let mut all = vec![0f32; m * vocab];
+        if n <= NT_MAX && self.use_graphs {
+            // Decode: the whole step (logits included: m ≤ n ≤ NT_MAX, one chunk) is one
+            // graph, captured the first time this shape is seen.
+            let key = (n, m);
+            if !state.graphs.contains_key(&key) {
+                let graph = self.capture(state, n, m, &d)?;
+                state.graphs.insert(key, Graph(graph));
+            }
+            state.graphs[&key].0.launch().map_err(CudaError::driver)?;
+            if m > 0 {
+                self.read_logits(state, &mut all)?;
+            }
+        } else {
+            self.enqueue_layers(state, n, &d)?;
+            let mut start = 0;
+            while start < m {
+                let c = (m - start).min(LOGIT_CHUNK);
+                self.enqueue_unembed(state, start, c, &d)?;
+                self.read_logits(state, &mut all[start * vocab..(start + c) * vocab])?;
+                start += c;
+            }
+        }
+        let mut out = Vec::with_capacity(counts.len());
+        for &c in counts.iter().rev() {
+            let rest = all.len() - c * vocab;
+            out.push(all.split_off(rest));
+        }
+        out.reverse();
+        Ok(out)
+    }
 
+    /// Records a decode step of `n` tokens and `m` logit rows as a graph.
+    fn capture(
+        &self,
+        state: &mut State,
+        n: usize,
+        m: usize,
+        d: &StepPointers,
+    ) -> Result<cudarc::driver::CudaGraph, CudaError> {
+        use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        let stream = &self.gpu.stream;
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(CudaError::driver)?;
+        let queued = self.enqueue_layers(state, n, d).and_then(|()| {
+            if m > 0 {
+                self.enqueue_unembed(state, 0, m, d)
+            } else {
+                Ok(())
+            }
+        });
+        // Capture always ends, also after a failed launch, so the stream is usable again.
+        let graph = stream
+            .end_capture(CUgraphInstantiate_flags(0))
+            .map_err(CudaError::driver);
+        queued?;
+        graph?.ok_or_else(|| CudaError::Driver("the captured decode step is empty".into()))
+    }
+
+    /// The embedding and every layer, queued on the stream.
+    fn enqueue_layers(
+        &self,
+        state: &mut State,
+        n: usize,
+        d: &StepPointers,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
         let g = &self.gpu;
-        let kk = &g.k;
-        let h = cfg.hidden_size;
+        let sc = state.scratch.as_ref().expect("ensured");
         g.launch(
-            &kk.embed,
+            &g.k.embed,
             (n as u32, 1, 1),
             (256, 1, 1),
             0,
             &[
                 P(self.w.embedding.ptr),
-                P(d_tokens),
+                P(d.tokens),
                 P(sc.x.ptr),
-                I(h as i32),
+                I(cfg.hidden_size as i32),
             ],
         )?;
         let small = n <= NT_MAX;
         for l in 0..cfg.num_hidden_layers {
-            self.attention_block(sc, l, n, small, d_pos, d_table_at, d_tables)?;
+            self.attention_block(sc, l, n, small, d)?;
             if small {
                 self.experts_small(sc, l, n)?;
             } else {
                 self.experts_batched(&mut state.widened, sc, l, n)?;
             }
         }
-        self.logits(state, m, d_wanted, &counts)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -302,9 +391,7 @@ impl CudaBackend {
         l: usize,
         n: usize,
         small: bool,
-        d_pos: u64,
-        d_table_at: u64,
-        d_tables: u64,
+        d: &StepPointers,
     ) -> Result<(), CudaError> {
         let cfg = &self.cfg;
         let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
@@ -343,9 +430,9 @@ impl CudaBackend {
             0,
             &[
                 P(sc.qkv.ptr),
-                P(d_pos),
-                P(d_table_at),
-                P(d_tables),
+                P(d.pos),
+                P(d.table_at),
+                P(d.tables),
                 P(self.pool.buf.ptr),
                 P(self.inv_freq.ptr),
                 F(self.concentration),
@@ -360,19 +447,21 @@ impl CudaBackend {
             AttentionKind::Sliding => cfg.sliding_window as i32,
             AttentionKind::Full => 0,
         };
+        let splits = if small { ATTN_SPLITS } else { 1 };
         g.launch(
             &kk.attention,
-            (n as u32, kv_heads as u32, 1),
+            (n as u32, kv_heads as u32, splits as u32),
             (32 * (heads / kv_heads) as u32, 1, 1),
             0,
             &[
                 P(sc.q.ptr),
                 P(self.pool.buf.ptr),
-                P(d_pos),
-                P(d_table_at),
-                P(d_tables),
+                P(d.pos),
+                P(d.table_at),
+                P(d.tables),
                 P(lw.sinks.ptr),
                 P(sc.attn.ptr),
+                P(sc.attn_partial.ptr),
                 I(l as i32),
                 I(cfg.num_hidden_layers as i32),
                 I(heads as i32),
@@ -381,6 +470,21 @@ impl CudaBackend {
                 F(1.0 / (cfg.head_dim as f32).sqrt()),
             ],
         )?;
+        if splits > 1 {
+            g.launch(
+                &kk.attention_combine,
+                (n as u32, heads as u32, 1),
+                (64, 1, 1),
+                0,
+                &[
+                    P(sc.attn_partial.ptr),
+                    P(lw.sinks.ptr),
+                    P(sc.attn.ptr),
+                    I(heads as i32),
+                    I(splits as i32),
+                ],
+            )?;
+        }
         if small {
             g.launch(
                 &kk.gemv_bf16,
@@ -648,7 +752,7 @@ impl CudaBackend {
         self.gpu.launch(
             &self.gpu.k.route,
             (1, 1, 1),
-            (256, 1, 1),
+            (1024, 1, 1),
             0,
             &[
                 P(partial),
@@ -664,86 +768,78 @@ impl CudaBackend {
         )
     }
 
-    /// Normalised rows, wanted rows only, through the unembedding; copied to the host.
-    fn logits(
-        &self,
-        state: &mut State,
-        m: usize,
-        d_wanted: u64,
-        counts: &[usize],
-    ) -> Result<Vec<Vec<f32>>, CudaError> {
-        let cfg = &self.cfg;
-        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
-        if m == 0 {
-            return Ok(counts.iter().map(|_| Vec::new()).collect());
-        }
-        let g = &self.gpu;
-        let chunk_rows = m.min(LOGIT_CHUNK);
+    /// The logits buffers for `m` wanted rows (reallocation drops the captured graphs).
+    fn ensure_logits(&self, state: &mut State, m: usize) -> Result<(), CudaError> {
+        let (h, vocab) = (self.cfg.hidden_size, self.cfg.vocab_size);
+        let rows = m.clamp(1, LOGIT_CHUNK).next_power_of_two().min(LOGIT_CHUNK);
         if state
             .logits
             .as_ref()
-            .is_none_or(|b| b.bytes() < chunk_rows * vocab * 4)
+            .is_none_or(|b| b.bytes() < rows * vocab * 4)
         {
+            state.graphs.clear();
             state.logits = None;
-            state.logits =
-                Some(g.alloc(chunk_rows.next_power_of_two().min(LOGIT_CHUNK) * vocab * 4)?);
+            state.logits = Some(self.gpu.alloc(rows * vocab * 4)?);
         }
-        if chunk_rows > NT_MAX
-            && state
-                .logits_b
-                .as_ref()
-                .is_none_or(|b| b.bytes() < LOGIT_CHUNK * h * 2)
-        {
-            state.logits_b = Some(g.alloc(LOGIT_CHUNK * h * 2)?);
+        if m > NT_MAX && state.logits_b.is_none() {
+            state.logits_b = Some(self.gpu.alloc(LOGIT_CHUNK * h * 2)?);
         }
+        Ok(())
+    }
+
+    /// Wanted rows `start..start + c` normalised and through the unembedding into the logits
+    /// buffer (the gather of every wanted row is queued with the first chunk).
+    fn enqueue_unembed(
+        &self,
+        state: &State,
+        start: usize,
+        c: usize,
+        d: &StepPointers,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        let g = &self.gpu;
         let sc = state.scratch.as_ref().expect("ensured");
-        let logits = state.logits.as_ref().expect("allocated").ptr;
-        g.launch(
-            &g.k.gather_rows,
-            (m as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[P(sc.x.ptr), P(d_wanted), P(sc.rows.ptr), I(h as i32)],
-        )?;
-        let mut all = vec![0f32; m * vocab];
-        let mut start = 0;
-        while start < m {
-            let c = (m - start).min(LOGIT_CHUNK);
-            let rows = sc.rows.ptr + (start * h * 4) as u64;
-            if c <= NT_MAX {
-                g.launch(
-                    &g.k.gemv_bf16,
-                    (vocab.div_ceil(32) as u32, 1, 1),
-                    (256, 1, 1),
-                    c * h * 4,
-                    &[
-                        P(self.w.unembedding.ptr),
-                        P(0),
-                        P(rows),
-                        P(self.w.final_norm.ptr),
-                        F(cfg.rms_norm_eps as f32),
-                        P(logits),
-                        I(vocab as i32),
-                        I(h as i32),
-                        I(c as i32),
-                        I(0),
-                    ],
-                )?;
-            } else {
-                let xb = state.logits_b.as_ref().expect("allocated").ptr;
-                self.rmsnorm(rows, self.w.final_norm.ptr, c, 0, xb)?;
-                g.gemm_bf16(self.w.unembedding.ptr, xb, logits, vocab, h, c, 0.0)?;
-            }
-            g.read(logits, &mut all[start * vocab..(start + c) * vocab])?;
-            start += c;
+        let logits = state.logits.as_ref().expect("ensured").ptr;
+        if start == 0 {
+            g.launch(
+                &g.k.gather_rows,
+                (d.wanted_count() as u32, 1, 1),
+                (256, 1, 1),
+                0,
+                &[P(sc.x.ptr), P(d.wanted), P(sc.rows.ptr), I(h as i32)],
+            )?;
         }
-        let mut out = Vec::with_capacity(counts.len());
-        for &c in counts.iter().rev() {
-            let rest = all.len() - c * vocab;
-            out.push(all.split_off(rest));
+        let rows = sc.rows.ptr + (start * h * 4) as u64;
+        if c <= NT_MAX {
+            g.launch(
+                &g.k.gemv_bf16,
+                (vocab.div_ceil(32) as u32, 1, 1),
+                (256, 1, 1),
+                c * h * 4,
+                &[
+                    P(self.w.unembedding.ptr),
+                    P(0),
+                    P(rows),
+                    P(self.w.final_norm.ptr),
+                    F(cfg.rms_norm_eps as f32),
+                    P(logits),
+                    I(vocab as i32),
+                    I(h as i32),
+                    I(c as i32),
+                    I(0),
+                ],
+            )
+        } else {
+            let xb = state.logits_b.as_ref().expect("ensured").ptr;
+            self.rmsnorm(rows, self.w.final_norm.ptr, c, 0, xb)?;
+            g.gemm_bf16(self.w.unembedding.ptr, xb, logits, vocab, h, c, 0.0)
         }
-        out.reverse();
-        Ok(out)
+    }
+
+    fn read_logits(&self, state: &State, out: &mut [f32]) -> Result<(), CudaError> {
+        self.gpu
+            .read(state.logits.as_ref().expect("ensured").ptr, out)
     }
 
     fn rmsnorm(
@@ -827,7 +923,8 @@ impl CudaBackend {
             cfg.num_experts_per_tok,
         );
         let nk = cap * k;
-        // Free the old buffers first: the new ones are larger.
+        // Free the old buffers first: the new ones are larger. Graphs point at the old ones.
+        state.graphs.clear();
         state.scratch = None;
         let g = &self.gpu;
         state.scratch = Some(Scratch {
@@ -840,6 +937,7 @@ impl CudaBackend {
             qkv: g.alloc(cap * (qd + 2 * kvd) * 4)?,
             q: g.alloc(cap * qd * 4)?,
             attn: g.alloc(cap * qd * 4)?,
+            attn_partial: g.alloc(NT_MAX * cfg.num_attention_heads * ATTN_SPLITS * 66 * 4)?,
             partial: g.alloc((ROUTER_SPLITS * NT_MAX).max(cap) * e * 4)?,
             rmeta: g.alloc((1 + 3 * e + 2 * nk) * 4)?,
             pair_expert: g.alloc(nk * 4)?,
@@ -853,6 +951,22 @@ impl CudaBackend {
             rows: g.alloc(cap * h * 4)?,
         });
         Ok(())
+    }
+}
+
+/// Where this step's integers sit in the uploaded metadata.
+struct StepPointers {
+    tokens: u64,
+    pos: u64,
+    table_at: u64,
+    wanted: u64,
+    tables: u64,
+}
+
+impl StepPointers {
+    /// Rows wanted: the metadata lays them between `wanted` and `tables`.
+    fn wanted_count(&self) -> usize {
+        ((self.tables - self.wanted) / 4) as usize
     }
 }
 

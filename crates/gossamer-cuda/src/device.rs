@@ -32,6 +32,7 @@ pub(crate) struct Kernels {
     pub mxfp4_to_bf16: CudaFunction,
     pub transpose_bf16: CudaFunction,
     pub rope_store: CudaFunction,
+    pub attention_combine: CudaFunction,
     pub attention: CudaFunction,
     pub copy16: CudaFunction,
 }
@@ -97,11 +98,12 @@ impl Gpu {
             });
         }
         let ctx = CudaContext::new(ordinal).map_err(CudaError::driver)?;
-        // One stream, used in order: the per-allocation events cudarc would otherwise record
-        // cost time on every launch and cannot be captured into graphs.
+        // One stream of our own (graphs cannot capture the legacy default stream), used in
+        // order; the per-allocation events cudarc would otherwise record cost time on every
+        // launch and cannot be captured into graphs.
         // SAFETY: the backend uses a single stream for every allocation and launch.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream().map_err(CudaError::driver)?;
         let (major, minor) = ctx.compute_capability().map_err(CudaError::driver)?;
         let name = ctx.name().map_err(CudaError::driver)?;
         let sms = ctx
@@ -128,6 +130,7 @@ impl Gpu {
             mxfp4_to_bf16: f("mxfp4_to_bf16")?,
             transpose_bf16: f("transpose_bf16")?,
             rope_store: f("rope_store")?,
+            attention_combine: f("attention_combine")?,
             attention: f("attention")?,
             copy16: f("copy16")?,
         };

@@ -265,36 +265,59 @@ gemv_bf16(const u16* w, const u16* bias, const float* x, const u16* gain, float 
 // meta: [0] active experts A, [1..1+E) the active experts in order, [1+E..1+2E) pairs per
 // expert, [1+2E..1+3E) first sorted index per expert, [1+3E..1+3E+nk) the pairs p = t·k + j
 // sorted by expert then p, [1+3E+nk..1+3E+2nk) each pair's sorted index.
-// grid 1, block 256.
-extern "C" __global__ void route(const float* partial, int splits, const u16* bias, int n,
+// `partial` is overwritten: its first slice becomes the logits. grid 1, block 1024.
+#define MAX_EXPERTS_PER_LANE 8
+extern "C" __global__ void route(float* partial, int splits, const u16* bias, int n,
                                  int experts, int k, int* meta, int* pair_expert,
                                  float* pair_weight) {
-    for (int t = threadIdx.x; t < n; t += blockDim.x) {
-        int chosen[32];
-        float val[32];
-        for (int j = 0; j < k; j++) {
-            int best = -1;
-            float bv = 0.f;
-            for (int e = 0; e < experts; e++) {
-                bool taken = false;
-                for (int q = 0; q < j; q++) taken |= chosen[q] == e;
-                if (taken) continue;
-                float v = bias ? bf(bias[e]) : 0.f;
-                float sum = 0.f;
-                for (int s = 0; s < splits; s++) sum += partial[((u64)s * n + t) * experts + e];
-                v = sum + v;
-                // Strictly greater: ties go to the lower expert index (NaN never wins).
-                if (best < 0 || v > bv) { best = e; bv = v; }
-            }
-            chosen[j] = best;
-            val[j] = bv;
+    // Logits, every (token, expert) at once.
+    for (int i = threadIdx.x; i < n * experts; i += blockDim.x) {
+        float s = 0.f;
+        for (int q = 0; q < splits; q++) s += partial[(u64)q * n * experts + i];
+        partial[i] = s + (bias ? bf(bias[i % experts]) : 0.f);
+    }
+    __syncthreads();
+    // Top-k: one warp per token, each lane holding experts lane, lane + 32, ...
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int t = warp; t < n; t += warps) {
+        float v[MAX_EXPERTS_PER_LANE];
+#pragma unroll
+        for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
+            int e = lane + 32 * q;
+            v[q] = e < experts ? partial[(u64)t * experts + e] : -INFINITY;
+            if (v[q] != v[q]) v[q] = -INFINITY;  // NaN never wins
         }
-        float mx = val[0], total = 0.f;
-        for (int j = 1; j < k; j++) mx = fmaxf(mx, val[j]);
-        for (int j = 0; j < k; j++) { val[j] = expf(val[j] - mx); total += val[j]; }
+        float chosen_v[32];
+        int chosen_e[32];
+        u32 taken = 0;  // bit q: expert lane + 32q already chosen
         for (int j = 0; j < k; j++) {
-            pair_expert[t * k + j] = chosen[j];
-            pair_weight[t * k + j] = val[j] / total;
+            // This lane's best untaken expert: highest value, lowest index on ties.
+            float bv = -INFINITY;
+            int be = 1 << 30;
+#pragma unroll
+            for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
+                int e = lane + 32 * q;
+                bool better = v[q] > bv || (v[q] == bv && e < be);
+                if (e < experts && !(taken >> q & 1u) && better) { bv = v[q]; be = e; }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                int oe = __shfl_xor_sync(0xffffffffu, be, o);
+                if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
+            }
+            chosen_v[j] = bv;
+            chosen_e[j] = be;
+            if ((be & 31) == lane) taken |= 1u << (be >> 5);
+        }
+        if (lane == 0) {
+            float mx = chosen_v[0], total = 0.f;
+            for (int j = 1; j < k; j++) mx = fmaxf(mx, chosen_v[j]);
+            for (int j = 0; j < k; j++) { chosen_v[j] = expf(chosen_v[j] - mx); total += chosen_v[j]; }
+            for (int j = 0; j < k; j++) {
+                pair_expert[t * k + j] = chosen_e[j];
+                pair_weight[t * k + j] = chosen_v[j] / total;
+            }
         }
     }
     __syncthreads();
@@ -528,13 +551,17 @@ extern "C" __global__ void rope_store(const float* qkv, const int* pos, const in
     for (int i = threadIdx.x; i < kvd; i += blockDim.x) vdst[i] = row[qd + kvd + i];
 }
 
-// Causal attention with sinks over the paged cache: one block per (token, kv head), one warp
-// per query head of the group, keys in tiles of one page with an online softmax.
-// grid (n, kv_heads), block 32·(heads / kv_heads).
+// Causal attention with sinks over the paged cache: one block per (token, kv head, split),
+// one warp per query head of the group, keys in tiles of one page with an online softmax.
+// With one split the block writes the output; with several (long contexts at small
+// batches: more blocks than kv heads) each split covers a share of the key tiles and writes
+// its running max, denominator and unnormalised sum to `partial` ([n, heads, splits, 66]),
+// merged with the sink by `attention_combine`.
+// grid (n, kv_heads, splits), block 32·(heads / kv_heads).
 extern "C" __global__ void attention(const float* q, const float* pool, const int* pos,
                                      const int* table_at, const int* tables, const u16* sinks,
-                                     float* out, int layer, int layers, int heads, int kv_heads,
-                                     int window, float scale) {
+                                     float* out, float* partial, int layer, int layers,
+                                     int heads, int kv_heads, int window, float scale) {
     __shared__ float ks[PAGE][HEAD_DIM + 1];
     __shared__ float vs[PAGE][HEAD_DIM];
     __shared__ float qs[32][HEAD_DIM];
@@ -545,13 +572,17 @@ extern "C" __global__ void attention(const float* q, const float* pool, const in
     int qd = heads * HEAD_DIM, kvd = kv_heads * HEAD_DIM;
     int p = pos[t];
     int lo = window > 0 ? max(0, p - window + 1) : 0;
+    int first_tile = lo / PAGE, tiles = p / PAGE - first_tile + 1;
+    int per = (tiles + gridDim.z - 1) / gridDim.z;
+    int t0 = first_tile + blockIdx.z * per, t1 = min(first_tile + tiles, t0 + per);
     const int* table = tables + table_at[t];
     qs[warp][lane] = q[(u64)t * qd + hq * HEAD_DIM + lane];
     qs[warp][lane + 32] = q[(u64)t * qd + hq * HEAD_DIM + lane + 32];
     float m = -INFINITY, l = 0.f, acc0 = 0.f, acc1 = 0.f;
-    for (int base = lo & ~(PAGE - 1); base <= p; base += PAGE) {
+    for (int tile = t0; tile < t1; tile++) {
+        int base = tile * PAGE;
         __syncthreads();
-        const float* kp = pool + (((u64)table[base / PAGE] * layers + layer) * 2) * PAGE * kvd +
+        const float* kp = pool + (((u64)table[tile] * layers + layer) * 2) * PAGE * kvd +
                           g * HEAD_DIM;
         const float* vp = kp + (u64)PAGE * kvd;
         for (int i = threadIdx.x; i < PAGE * HEAD_DIM; i += blockDim.x) {
@@ -583,12 +614,37 @@ extern "C" __global__ void attention(const float* q, const float* pool, const in
         }
         m = m_new;
     }
+    if (gridDim.z > 1) {
+        float* o = partial + (((u64)t * heads + hq) * gridDim.z + blockIdx.z) * (HEAD_DIM + 2);
+        if (lane == 0) { o[0] = m; o[1] = l; }
+        o[2 + lane] = acc0;
+        o[2 + lane + 32] = acc1;
+        return;
+    }
     float sink = bf(sinks[hq]);
     float mx = fmaxf(m, sink);
     float f = expf(m - mx);
     float total = l * f + expf(sink - mx);
     out[(u64)t * qd + hq * HEAD_DIM + lane] = acc0 * f / total;
     out[(u64)t * qd + hq * HEAD_DIM + lane + 32] = acc1 * f / total;
+}
+
+// Merges the splits of `attention` with the sink. grid (n, heads), block 64.
+extern "C" __global__ void attention_combine(const float* partial, const u16* sinks,
+                                             float* out, int heads, int splits) {
+    int t = blockIdx.x, hq = blockIdx.y, d = threadIdx.x;
+    const float* pp = partial + ((u64)t * heads + hq) * splits * (HEAD_DIM + 2);
+    float sink = bf(sinks[hq]);
+    float mx = sink;
+    for (int z = 0; z < splits; z++) mx = fmaxf(mx, pp[z * (HEAD_DIM + 2)]);
+    float total = expf(sink - mx), acc = 0.f;
+    for (int z = 0; z < splits; z++) {
+        const float* o = pp + z * (HEAD_DIM + 2);
+        float f = expf(o[0] - mx);  // an empty split has m = -inf: f = 0
+        total += o[1] * f;
+        acc += o[2 + d] * f;
+    }
+    out[(u64)t * heads * HEAD_DIM + hq * HEAD_DIM + d] = acc / total;
 }
 
 // ---------------------------------------------------------------------------------------
