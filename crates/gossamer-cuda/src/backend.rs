@@ -44,6 +44,9 @@ struct Scratch {
     q: Buf,
     attn: Buf,
     attn_partial: Buf,
+    /// "Last block" counters of attention_decode and moe1_down (zero between launches).
+    attn_counters: Buf,
+    moe_counters: Buf,
     partial: Buf,
     rmeta: Buf,
     pair_expert: Buf,
@@ -65,8 +68,8 @@ unsafe impl Send for Graph {}
 
 struct State {
     scratch: Option<Scratch>,
-    /// Decode steps by (tokens, logit rows); cleared whenever a buffer they use moves.
-    graphs: std::collections::HashMap<(usize, usize), Graph>,
+    /// Decode steps by (plan, logit rows); cleared whenever a buffer they use moves.
+    graphs: std::collections::HashMap<(Plan, usize), Graph>,
     /// One expert's matrix widened to bf16 (the batched path with MXFP4 experts).
     widened: Option<Buf>,
     logits: Option<Buf>,
@@ -82,6 +85,8 @@ pub struct CudaBackend {
     concentration: f32,
     /// Replay decode steps as CUDA graphs (off with `GOSSAMER_CUDA_NO_GRAPHS=1`, to compare).
     use_graphs: bool,
+    /// The batch-1 kernels fit this model (MXFP4 experts, inputs ≤ 3072 wide, q ≤ 4096).
+    batch1: bool,
     state: Mutex<State>,
 }
 
@@ -126,6 +131,14 @@ impl CudaBackend {
             kv_positions = blocks * crate::kv::PAGE,
             "CUDA backend ready"
         );
+        let batch1 = std::env::var_os("GOSSAMER_CUDA_NO_BATCH1").is_none()
+            && matches!(
+                w.layers.first().map(|l| &l.gate_up),
+                Some(ExpertWeights::Mxfp4 { .. })
+            )
+            && cfg.hidden_size <= 3072
+            && cfg.intermediate_size <= 3072
+            && cfg.q_dim() <= 4096;
         Ok(Arc::new(CudaBackend {
             gpu,
             cfg,
@@ -134,6 +147,7 @@ impl CudaBackend {
             inv_freq,
             concentration: rope.concentration,
             use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
+            batch1,
             state: Mutex::new(State {
                 scratch: None,
                 graphs: Default::default(),
@@ -291,12 +305,18 @@ impl CudaBackend {
         };
         let vocab = cfg.vocab_size;
         let mut all = vec![0f32; m * vocab];
-        if n <= NT_MAX && self.use_graphs {
+        let plan = Plan {
+            n,
+            small: n <= NT_MAX,
+            single: n <= NT_MAX && steps.iter().all(|s| s.tokens.len() == 1),
+            one: n == 1 && self.batch1,
+        };
+        if plan.small && self.use_graphs {
             // Decode: the whole step (logits included: m ≤ n ≤ NT_MAX, one chunk) is one
             // graph, captured the first time this shape is seen.
-            let key = (n, m);
+            let key = (plan, m);
             if !state.graphs.contains_key(&key) {
-                let graph = self.capture(state, n, m, &d)?;
+                let graph = self.capture(state, &plan, m, &d)?;
                 state.graphs.insert(key, Graph(graph));
             }
             state.graphs[&key].0.launch().map_err(CudaError::driver)?;
@@ -304,11 +324,11 @@ impl CudaBackend {
                 self.read_logits(state, &mut all)?;
             }
         } else {
-            self.enqueue_layers(state, n, &d)?;
+            self.enqueue_layers(state, &plan, &d)?;
             let mut start = 0;
             while start < m {
                 let c = (m - start).min(LOGIT_CHUNK);
-                self.enqueue_unembed(state, start, c, &d)?;
+                self.enqueue_unembed(state, &plan, start, c, &d)?;
                 self.read_logits(state, &mut all[start * vocab..(start + c) * vocab])?;
                 start += c;
             }
@@ -326,7 +346,7 @@ impl CudaBackend {
     fn capture(
         &self,
         state: &mut State,
-        n: usize,
+        plan: &Plan,
         m: usize,
         d: &StepPointers,
     ) -> Result<cudarc::driver::CudaGraph, CudaError> {
@@ -335,9 +355,9 @@ impl CudaBackend {
         stream
             .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(CudaError::driver)?;
-        let queued = self.enqueue_layers(state, n, d).and_then(|()| {
+        let queued = self.enqueue_layers(state, plan, d).and_then(|()| {
             if m > 0 {
-                self.enqueue_unembed(state, 0, m, d)
+                self.enqueue_unembed(state, plan, 0, m, d)
             } else {
                 Ok(())
             }
@@ -354,9 +374,10 @@ impl CudaBackend {
     fn enqueue_layers(
         &self,
         state: &mut State,
-        n: usize,
+        plan: &Plan,
         d: &StepPointers,
     ) -> Result<(), CudaError> {
+        let n = plan.n;
         let cfg = &self.cfg;
         let g = &self.gpu;
         let sc = state.scratch.as_ref().expect("ensured");
@@ -372,10 +393,11 @@ impl CudaBackend {
                 I(cfg.hidden_size as i32),
             ],
         )?;
-        let small = n <= NT_MAX;
         for l in 0..cfg.num_hidden_layers {
-            self.attention_block(sc, l, n, small, d)?;
-            if small {
+            self.attention_block(sc, l, plan, d)?;
+            if plan.one {
+                self.experts_one(sc, l)?;
+            } else if plan.small {
                 self.experts_small(sc, l, n)?;
             } else {
                 self.experts_batched(&mut state.widened, sc, l, n)?;
@@ -389,17 +411,28 @@ impl CudaBackend {
         &self,
         sc: &Scratch,
         l: usize,
-        n: usize,
-        small: bool,
+        plan: &Plan,
         d: &StepPointers,
     ) -> Result<(), CudaError> {
+        let (n, small) = (plan.n, plan.small);
         let cfg = &self.cfg;
         let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
         let (h, qd, kvd) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim());
         let qkvd = qd + 2 * kvd;
         let eps = cfg.rms_norm_eps as f32;
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        if small {
+        if plan.one {
+            self.gemv1(
+                lw.qkv.ptr,
+                lw.qkv_bias.ptr,
+                sc.x.ptr,
+                lw.attn_norm.ptr,
+                sc.qkv.ptr,
+                qkvd,
+                h,
+                false,
+            )?;
+        } else if small {
             g.launch(
                 &kk.gemv_bf16,
                 (qkvd.div_ceil(32) as u32, 1, 1),
@@ -423,6 +456,90 @@ impl CudaBackend {
             self.add_bias(sc.qkv.ptr, lw.qkv_bias.ptr, n, qkvd, false)?;
             g.gemm_bf16(lw.qkv.ptr, sc.xb.ptr, sc.qkv.ptr, qkvd, h, n, 1.0)?;
         }
+        let window = match cfg.layer_types[l] {
+            AttentionKind::Sliding => cfg.sliding_window as i32,
+            AttentionKind::Full => 0,
+        };
+        if plan.single {
+            g.launch(
+                &kk.attention_decode,
+                (n as u32, kv_heads as u32, ATTN_SPLITS as u32),
+                (32 * (heads / kv_heads) as u32, 1, 1),
+                0,
+                &[
+                    P(sc.qkv.ptr),
+                    P(self.pool.buf.ptr),
+                    P(d.pos),
+                    P(d.table_at),
+                    P(d.tables),
+                    P(lw.sinks.ptr),
+                    P(self.inv_freq.ptr),
+                    F(self.concentration),
+                    P(sc.attn.ptr),
+                    P(sc.attn_partial.ptr),
+                    P(sc.attn_counters.ptr),
+                    I(l as i32),
+                    I(cfg.num_hidden_layers as i32),
+                    I(heads as i32),
+                    I(kv_heads as i32),
+                    I(window),
+                    F(1.0 / (cfg.head_dim as f32).sqrt()),
+                ],
+            )?;
+        } else {
+            self.attention_split(sc, l, plan, d, window)?;
+        }
+        if plan.one {
+            self.gemv1(
+                lw.o.ptr,
+                lw.o_bias.ptr,
+                sc.attn.ptr,
+                0,
+                sc.x.ptr,
+                h,
+                qd,
+                true,
+            )?;
+        } else if small {
+            g.launch(
+                &kk.gemv_bf16,
+                (h.div_ceil(32) as u32, 1, 1),
+                (256, 1, 1),
+                n * qd * 4,
+                &[
+                    P(lw.o.ptr),
+                    P(lw.o_bias.ptr),
+                    P(sc.attn.ptr),
+                    P(0),
+                    F(0.0),
+                    P(sc.x.ptr),
+                    I(h as i32),
+                    I(qd as i32),
+                    I(n as i32),
+                    I(1),
+                ],
+            )?;
+        } else {
+            self.to_bf16(sc.attn.ptr, sc.xb.ptr, n * qd)?;
+            self.add_bias(sc.x.ptr, lw.o_bias.ptr, n, h, true)?;
+            g.gemm_bf16(lw.o.ptr, sc.xb.ptr, sc.x.ptr, h, qd, n, 1.0)?;
+        }
+        Ok(())
+    }
+
+    /// RoPE and the KV write, then attention (split over key ranges for small steps).
+    fn attention_split(
+        &self,
+        sc: &Scratch,
+        l: usize,
+        plan: &Plan,
+        d: &StepPointers,
+        window: i32,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (n, small) = (plan.n, plan.small);
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         g.launch(
             &kk.rope_store,
             (n as u32, 1, 1),
@@ -443,10 +560,6 @@ impl CudaBackend {
                 P(sc.q.ptr),
             ],
         )?;
-        let window = match cfg.layer_types[l] {
-            AttentionKind::Sliding => cfg.sliding_window as i32,
-            AttentionKind::Full => 0,
-        };
         let splits = if small { ATTN_SPLITS } else { 1 };
         g.launch(
             &kk.attention,
@@ -485,31 +598,125 @@ impl CudaBackend {
                 ],
             )?;
         }
-        if small {
-            g.launch(
-                &kk.gemv_bf16,
-                (h.div_ceil(32) as u32, 1, 1),
-                (256, 1, 1),
-                n * qd * 4,
-                &[
-                    P(lw.o.ptr),
-                    P(lw.o_bias.ptr),
-                    P(sc.attn.ptr),
-                    P(0),
-                    F(0.0),
-                    P(sc.x.ptr),
-                    I(h as i32),
-                    I(qd as i32),
-                    I(n as i32),
-                    I(1),
-                ],
-            )?;
-        } else {
-            self.to_bf16(sc.attn.ptr, sc.xb.ptr, n * qd)?;
-            self.add_bias(sc.x.ptr, lw.o_bias.ptr, n, h, true)?;
-            g.gemm_bf16(lw.o.ptr, sc.xb.ptr, sc.x.ptr, h, qd, n, 1.0)?;
-        }
         Ok(())
+    }
+
+    /// Rows per warp so that about 16 warps per multiprocessor share `rows`.
+    fn rows_per_warp(&self, rows: usize) -> usize {
+        rows.div_ceil(self.gpu.sms as usize * 16).max(1)
+    }
+
+    /// `y = W·x (+ bias)` (or `+=`) for one token with the batch-1 kernel; `gain` (0 for
+    /// none) normalises x first. W bf16 `[rows, cols]`, cols ≤ 4096.
+    #[allow(clippy::too_many_arguments)]
+    fn gemv1(
+        &self,
+        w: u64,
+        bias: u64,
+        x: u64,
+        gain: u64,
+        y: u64,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    ) -> Result<(), CudaError> {
+        let g = &self.gpu;
+        let f = if cols <= 12 * 256 {
+            &g.k.gemv1_bf16_12
+        } else {
+            &g.k.gemv1_bf16_16
+        };
+        let rpw = self.rows_per_warp(rows);
+        g.launch(
+            f,
+            (rows.div_ceil(8 * rpw) as u32, 1, 1),
+            (256, 1, 1),
+            cols * 4,
+            &[
+                P(w),
+                P(bias),
+                P(x),
+                P(gain),
+                F(self.cfg.rms_norm_eps as f32),
+                P(y),
+                I(rows as i32),
+                I(cols as i32),
+                I(accumulate as i32),
+                I(rpw as i32),
+            ],
+        )
+    }
+
+    /// The experts of one token with the batch-1 kernels: router logits, gate/up with the
+    /// SwiGLU, down with the weighted sum into the residual.
+    fn experts_one(&self, sc: &Scratch, l: usize) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (h, inter, e, k) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.num_experts_per_tok,
+        );
+        let eps = cfg.rms_norm_eps as f32;
+        let logits = sc.partial.ptr;
+        self.gemv1(
+            lw.router.ptr,
+            lw.router_bias.ptr,
+            sc.x.ptr,
+            lw.mlp_norm.ptr,
+            logits,
+            e,
+            h,
+            false,
+        )?;
+        let (_, blocks, scales) = lw.gate_up.kernel_args();
+        let ppw = (inter * k).div_ceil(g.sms as usize * 16).max(1);
+        g.launch(
+            &kk.moe1_gate_up,
+            (inter.div_ceil(8 * ppw) as u32, k as u32, 1),
+            (256, 1, 1),
+            h * 4,
+            &[
+                P(blocks),
+                P(scales),
+                P(lw.gate_up_bias.ptr),
+                P(sc.x.ptr),
+                P(lw.mlp_norm.ptr),
+                F(eps),
+                P(logits),
+                I(e as i32),
+                I(k as i32),
+                P(sc.act.ptr),
+                I(h as i32),
+                I(inter as i32),
+                F(cfg.swiglu_limit),
+                I(ppw as i32),
+            ],
+        )?;
+        let (_, blocks, scales) = lw.down.kernel_args();
+        let rpw = (h * k).div_ceil(g.sms as usize * 16).max(1);
+        g.launch(
+            &kk.moe1_down,
+            (h.div_ceil(8 * rpw) as u32, k as u32, 1),
+            (256, 1, 1),
+            inter * 4,
+            &[
+                P(blocks),
+                P(scales),
+                P(lw.down_bias.ptr),
+                P(sc.act.ptr),
+                P(logits),
+                I(e as i32),
+                I(k as i32),
+                P(sc.ypairs.ptr),
+                P(sc.x.ptr),
+                P(sc.moe_counters.ptr),
+                I(h as i32),
+                I(inter as i32),
+                I(rpw as i32),
+            ],
+        )
     }
 
     fn experts_small(&self, sc: &Scratch, l: usize, n: usize) -> Result<(), CudaError> {
@@ -792,6 +999,7 @@ impl CudaBackend {
     fn enqueue_unembed(
         &self,
         state: &State,
+        plan: &Plan,
         start: usize,
         c: usize,
         d: &StepPointers,
@@ -801,6 +1009,19 @@ impl CudaBackend {
         let g = &self.gpu;
         let sc = state.scratch.as_ref().expect("ensured");
         let logits = state.logits.as_ref().expect("ensured").ptr;
+        if plan.one {
+            // One token, its logits wanted: the row is x itself.
+            return self.gemv1(
+                self.w.unembedding.ptr,
+                0,
+                sc.x.ptr,
+                self.w.final_norm.ptr,
+                logits,
+                vocab,
+                h,
+                false,
+            );
+        }
         if start == 0 {
             g.launch(
                 &g.k.gather_rows,
@@ -938,6 +1159,8 @@ impl CudaBackend {
             q: g.alloc(cap * qd * 4)?,
             attn: g.alloc(cap * qd * 4)?,
             attn_partial: g.alloc(NT_MAX * cfg.num_attention_heads * ATTN_SPLITS * 66 * 4)?,
+            attn_counters: g.alloc(NT_MAX * cfg.num_key_value_heads * 4)?,
+            moe_counters: g.alloc(h.div_ceil(8) * 4)?,
             partial: g.alloc((ROUTER_SPLITS * NT_MAX).max(cap) * e * 4)?,
             rmeta: g.alloc((1 + 3 * e + 2 * nk) * 4)?,
             pair_expert: g.alloc(nk * 4)?,
@@ -952,6 +1175,19 @@ impl CudaBackend {
         });
         Ok(())
     }
+}
+
+/// Which kernels a step takes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Plan {
+    n: usize,
+    /// At most NT_MAX tokens: hand-written products instead of cuBLAS.
+    small: bool,
+    /// Every sequence adds one token: attention with RoPE, the KV write and the split
+    /// merge folded in.
+    single: bool,
+    /// One token and a model the batch-1 kernels fit: the full-width decode kernels.
+    one: bool,
 }
 
 /// Where this step's integers sit in the uploaded metadata.

@@ -33,6 +33,11 @@ pub(crate) struct Kernels {
     pub transpose_bf16: CudaFunction,
     pub rope_store: CudaFunction,
     pub attention_combine: CudaFunction,
+    pub attention_decode: CudaFunction,
+    pub gemv1_bf16_12: CudaFunction,
+    pub gemv1_bf16_16: CudaFunction,
+    pub moe1_gate_up: CudaFunction,
+    pub moe1_down: CudaFunction,
     pub attention: CudaFunction,
     pub copy16: CudaFunction,
 }
@@ -131,10 +136,23 @@ impl Gpu {
             transpose_bf16: f("transpose_bf16")?,
             rope_store: f("rope_store")?,
             attention_combine: f("attention_combine")?,
+            attention_decode: f("attention_decode")?,
+            gemv1_bf16_12: f("gemv1_bf16_12")?,
+            gemv1_bf16_16: f("gemv1_bf16_16")?,
+            moe1_gate_up: f("moe1_gate_up")?,
+            moe1_down: f("moe1_down")?,
             attention: f("attention")?,
             copy16: f("copy16")?,
         };
-        for func in [&k.gemv_bf16, &k.moe_gate_up, &k.moe_down] {
+        for func in [
+            &k.gemv_bf16,
+            &k.moe_gate_up,
+            &k.moe_down,
+            &k.gemv1_bf16_12,
+            &k.gemv1_bf16_16,
+            &k.moe1_gate_up,
+            &k.moe1_down,
+        ] {
             func.set_attribute(
                 drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 MAX_DYNAMIC_SMEM as i32,

@@ -259,6 +259,52 @@ gemv_bf16(const u16* w, const u16* bias, const float* x, const u16* gain, float 
 }
 
 // ---------------------------------------------------------------------------------------
+// One token's top-k experts by a whole warp: each lane holds experts lane, lane + 32, ...;
+// k rounds of a shuffle argmax (highest logit, lowest index on ties, NaN never wins), then
+// a softmax over the chosen logits. Lane 0 writes out_e[j], out_w[j].
+#define MAX_EXPERTS_PER_LANE 8
+__device__ void topk_warp(const float* logits, int experts, int k, int* out_e, float* out_w) {
+    int lane = threadIdx.x & 31;
+    float v[MAX_EXPERTS_PER_LANE];
+#pragma unroll
+    for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
+        int e = lane + 32 * q;
+        v[q] = e < experts ? logits[e] : -INFINITY;
+        if (v[q] != v[q]) v[q] = -INFINITY;
+    }
+    float chosen_v[32];
+    int chosen_e[32];
+    u32 taken = 0;  // bit q: expert lane + 32q already chosen
+    for (int j = 0; j < k; j++) {
+        float bv = -INFINITY;
+        int be = 1 << 30;
+#pragma unroll
+        for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
+            int e = lane + 32 * q;
+            bool better = v[q] > bv || (v[q] == bv && e < be);
+            if (e < experts && !(taken >> q & 1u) && better) { bv = v[q]; be = e; }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oe = __shfl_xor_sync(0xffffffffu, be, o);
+            if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
+        }
+        chosen_v[j] = bv;
+        chosen_e[j] = be;
+        if ((be & 31) == lane) taken |= 1u << (be >> 5);
+    }
+    if (lane == 0) {
+        float mx = chosen_v[0], total = 0.f;
+        for (int j = 1; j < k; j++) mx = fmaxf(mx, chosen_v[j]);
+        for (int j = 0; j < k; j++) { chosen_v[j] = expf(chosen_v[j] - mx); total += chosen_v[j]; }
+        for (int j = 0; j < k; j++) {
+            out_e[j] = chosen_e[j];
+            out_w[j] = chosen_v[j] / total;
+        }
+    }
+}
+
 // Routing: the router's logits (summed over `splits` partial sums) → top-k experts with a
 // softmax over the chosen logits; then each expert's (token, slot) pairs.
 //
@@ -266,7 +312,6 @@ gemv_bf16(const u16* w, const u16* bias, const float* x, const u16* gain, float 
 // expert, [1+2E..1+3E) first sorted index per expert, [1+3E..1+3E+nk) the pairs p = t·k + j
 // sorted by expert then p, [1+3E+nk..1+3E+2nk) each pair's sorted index.
 // `partial` is overwritten: its first slice becomes the logits. grid 1, block 1024.
-#define MAX_EXPERTS_PER_LANE 8
 extern "C" __global__ void route(float* partial, int splits, const u16* bias, int n,
                                  int experts, int k, int* meta, int* pair_expert,
                                  float* pair_weight) {
@@ -277,49 +322,10 @@ extern "C" __global__ void route(float* partial, int splits, const u16* bias, in
         partial[i] = s + (bias ? bf(bias[i % experts]) : 0.f);
     }
     __syncthreads();
-    // Top-k: one warp per token, each lane holding experts lane, lane + 32, ...
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    for (int t = warp; t < n; t += warps) {
-        float v[MAX_EXPERTS_PER_LANE];
-#pragma unroll
-        for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
-            int e = lane + 32 * q;
-            v[q] = e < experts ? partial[(u64)t * experts + e] : -INFINITY;
-            if (v[q] != v[q]) v[q] = -INFINITY;  // NaN never wins
-        }
-        float chosen_v[32];
-        int chosen_e[32];
-        u32 taken = 0;  // bit q: expert lane + 32q already chosen
-        for (int j = 0; j < k; j++) {
-            // This lane's best untaken expert: highest value, lowest index on ties.
-            float bv = -INFINITY;
-            int be = 1 << 30;
-#pragma unroll
-            for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
-                int e = lane + 32 * q;
-                bool better = v[q] > bv || (v[q] == bv && e < be);
-                if (e < experts && !(taken >> q & 1u) && better) { bv = v[q]; be = e; }
-            }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-                int oe = __shfl_xor_sync(0xffffffffu, be, o);
-                if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
-            }
-            chosen_v[j] = bv;
-            chosen_e[j] = be;
-            if ((be & 31) == lane) taken |= 1u << (be >> 5);
-        }
-        if (lane == 0) {
-            float mx = chosen_v[0], total = 0.f;
-            for (int j = 1; j < k; j++) mx = fmaxf(mx, chosen_v[j]);
-            for (int j = 0; j < k; j++) { chosen_v[j] = expf(chosen_v[j] - mx); total += chosen_v[j]; }
-            for (int j = 0; j < k; j++) {
-                pair_expert[t * k + j] = chosen_e[j];
-                pair_weight[t * k + j] = chosen_v[j] / total;
-            }
-        }
-    }
+    // Top-k: one warp per token.
+    int warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int t = warp; t < n; t += warps)
+        topk_warp(partial + (u64)t * experts, experts, k, pair_expert + t * k, pair_weight + t * k);
     __syncthreads();
     int nk = n * k;
     int* active = meta + 1;
@@ -645,6 +651,346 @@ extern "C" __global__ void attention_combine(const float* partial, const u16* si
         acc += o[2 + d] * f;
     }
     out[(u64)t * heads * HEAD_DIM + hq * HEAD_DIM + d] = acc / total;
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch-1 decode: one token, every weight read once at full width. A warp reads a whole
+// row with 16-byte loads (512 contiguous bytes per instruction) while each lane keeps its
+// share of the input in registers for every row it does, so the input costs nothing per
+// row; the block stages the (normalised) input in shared memory once.
+
+// Streaming loads: weights are read once per step, so they skip L1.
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
+// xs = x (RMSNorm'd with `gain` when given) for one token. Ends with a barrier.
+// `swizzle`: lay each 32-value block's eight 4-float groups out as group ^ (block & 7), so
+// lanes that each read a whole block hit distinct banks (the MXFP4 kernels).
+__device__ void stage1(const float* x, const u16* gain, float eps, int cols, float* xs,
+                       bool swizzle) {
+    __shared__ float scratch[32];
+    float inv = 1.f;
+    if (gain) {
+        float s = 0.f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) s += x[i] * x[i];
+        s = block_sum(s, scratch);
+        inv = 1.f / sqrtf(s / (float)cols + eps);
+    }
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float v = gain ? x[i] * inv * bf(gain[i]) : x[i];
+        int at = i;
+        if (swizzle) {
+            int b = i >> 5, g = (i >> 2) & 7;
+            at = (b << 5) | ((g ^ (b & 7)) << 2) | (i & 3);
+        }
+        xs[at] = v;
+    }
+    __syncthreads();
+}
+
+// y[r] (=, or += when accumulate) W[r]·xs + bias[r] for rows [r0, r1) of a bf16 matrix,
+// CH chunks of 256 columns (lane l holds columns 256c + 8l .. +8).
+template <int CH>
+__device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float* y, int cols,
+                          int r0, int r1, int accumulate) {
+    int lane = threadIdx.x & 31;
+    float xr[CH][8];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int col = 256 * c + 8 * lane;
+#pragma unroll
+        for (int j = 0; j < 8; j++) xr[c][j] = col < cols ? xs[col + j] : 0.f;
+    }
+    for (int r = r0; r < r1; r++) {
+        const u16* row = w + (u64)r * cols;
+        uint4 wv[CH];
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            int col = 256 * c + 8 * lane;
+            wv[c] = col < cols ? ld_stream(row + col) : make_uint4(0, 0, 0, 0);
+        }
+        float acc = 0.f;
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            float f[8];
+            unpack_bf16x8(wv[c], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc += f[j] * xr[c][j];
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) {
+            float v = acc + (bias ? bf(bias[r]) : 0.f);
+            y[r] = accumulate ? y[r] + v : v;
+        }
+    }
+}
+
+// y = W·x (+ bias) for one token; grid ceil(rows / (8·rows_per_warp)), block 256, dynamic
+// shared cols floats. CH = ceil(cols / 256).
+#define GEMV1(CH)                                                                          \
+    extern "C" __global__ void __launch_bounds__(256) gemv1_bf16_##CH(                     \
+        const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y, \
+        int rows, int cols, int accumulate, int rows_per_warp) {                            \
+        extern __shared__ float xs[];                                                       \
+        stage1(x, gain, eps, cols, xs, false);                                              \
+        int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);                       \
+        int r0 = gw * rows_per_warp, r1 = min(rows, r0 + rows_per_warp);                    \
+        rows_bf16<CH>(w, bias, xs, y, cols, r0, r1, accumulate);                            \
+    }
+GEMV1(12)
+GEMV1(16)
+
+// MXFP4 blocks per lane in the batch-1 expert kernels: inputs up to 3·32·32 = 3072 wide.
+#define MB 3
+
+// Loads lane l's share of a swizzled input: blocks l, l + 32, l + 64 (32 values each).
+__device__ __forceinline__ void load_blocks(const float* xs, int nb, float (*xr)[32]) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int c = 0; c < MB; c++) {
+        int b = lane + 32 * c;
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            float4 v = b < nb ? *(const float4*)(xs + (b << 5) + ((g ^ (b & 7)) << 2))
+                              : make_float4(0.f, 0.f, 0.f, 0.f);
+            xr[c][4 * g] = v.x;
+            xr[c][4 * g + 1] = v.y;
+            xr[c][4 * g + 2] = v.z;
+            xr[c][4 * g + 3] = v.w;
+        }
+    }
+}
+
+// Partial dot of one MXFP4 row (nb blocks) with the lane's input blocks, to be warp-summed.
+__device__ __forceinline__ float mxfp4_row_lane(const u8* blocks, const u8* scales, int nb,
+                                                const float* lut, float (*xr)[32]) {
+    int lane = threadIdx.x & 31;
+    uint4 wv[MB];
+    u32 sc[MB];
+#pragma unroll
+    for (int c = 0; c < MB; c++) {
+        int b = lane + 32 * c;
+        wv[c] = b < nb ? ld_stream(blocks + 16 * b) : make_uint4(0, 0, 0, 0);
+        sc[c] = b < nb ? scales[b] : 0u;
+    }
+    float acc = 0.f;
+#pragma unroll
+    for (int c = 0; c < MB; c++) {
+        u32 words[4] = {wv[c].x, wv[c].y, wv[c].z, wv[c].w};
+        float part = 0.f;
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+#pragma unroll
+            for (int nib = 0; nib < 8; nib++)
+                part += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
+        acc += part * e8m0(sc[c]);
+    }
+    return acc;
+}
+
+// Top-k of the token's router logits into shared sel_e/sel_w (warp 0), and the E2M1 table.
+__device__ __forceinline__ void route1(const float* logits, int experts, int k, int* sel_e,
+                                       float* sel_w, float* lut) {
+    if (threadIdx.x < 32) topk_warp(logits, experts, k, sel_e, sel_w);
+    load_lut(lut);
+    __syncthreads();
+}
+
+// act[j, i] = SwiGLU of routed expert j's gate/up rows (2i, 2i+1) on the normalised token.
+// grid (ceil(inter / (8·pairs_per_warp)), k), block 256, dynamic shared h floats.
+extern "C" __global__ void __launch_bounds__(256)
+moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x,
+             const u16* gain, float eps, const float* router_logits, int experts, int k,
+             float* act, int h, int inter, float limit, int pairs_per_warp) {
+    extern __shared__ float xs[];
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    __shared__ float lut[16];
+    route1(router_logits, experts, k, sel_e, sel_w, lut);
+    stage1(x, gain, eps, h, xs, true);
+    int j = blockIdx.y, e = sel_e[j];
+    int nb = h / 32, lane = threadIdx.x & 31;
+    float xr[MB][32];
+    load_blocks(xs, nb, xr);
+    int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int i0 = gw * pairs_per_warp, i1 = min(inter, i0 + pairs_per_warp);
+    u64 rows = 2 * (u64)inter;
+    for (int i = i0; i < i1; i++) {
+        u64 r = (u64)e * rows + 2 * i;
+        float g = mxfp4_row_lane(blocks + r * (h / 2), scales + r * nb, nb, lut, xr);
+        float u = mxfp4_row_lane(blocks + (r + 1) * (h / 2), scales + (r + 1) * nb, nb, lut, xr);
+        g = warp_sum(g);
+        u = warp_sum(u);
+        if (lane == 0)
+            act[(u64)j * inter + i] = swiglu(g + bf(bias[r]), u + bf(bias[r + 1]), limit);
+    }
+}
+
+// y[j, r] = routed expert j's down row r · act[j] + bias; the last of the k blocks of a row
+// group then adds Σ_j weight_j · y[j, r] to the residual x in routing order (so the sum is
+// the same whichever block finishes last). grid (ceil(h / (8·rows_per_warp)), k), block
+// 256, dynamic shared inter floats; `counters` (one per row group) start and end at 0.
+extern "C" __global__ void __launch_bounds__(256)
+moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
+          const float* router_logits, int experts, int k, float* y, float* x, int* counters,
+          int h, int inter, int rows_per_warp) {
+    extern __shared__ float xs[];
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    __shared__ float lut[16];
+    __shared__ int last;
+    route1(router_logits, experts, k, sel_e, sel_w, lut);
+    int j = blockIdx.y, e = sel_e[j];
+    stage1(act + (u64)j * inter, 0, 0.f, inter, xs, true);
+    int nb = inter / 32, lane = threadIdx.x & 31;
+    float xr[MB][32];
+    load_blocks(xs, nb, xr);
+    int per_block = (blockDim.x >> 5) * rows_per_warp;
+    int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int r0 = gw * rows_per_warp, r1 = min(h, r0 + rows_per_warp);
+    for (int r = r0; r < r1; r++) {
+        u64 row = (u64)e * h + r;
+        float v = warp_sum(mxfp4_row_lane(blocks + row * (inter / 2), scales + row * nb, nb, lut, xr));
+        if (lane == 0) y[(u64)j * h + r] = v + bf(bias[row]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(&counters[blockIdx.x], 1) == k - 1;
+        if (last) counters[blockIdx.x] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    int b0 = blockIdx.x * per_block, b1 = min(h, b0 + per_block);
+    for (int r = b0 + threadIdx.x; r < b1; r += blockDim.x) {
+        float s = 0.f;
+        for (int q = 0; q < k; q++) s += sel_w[q] * __ldcg(&y[(u64)q * h + r]);
+        x[r] += s;
+    }
+}
+
+// Attention for steps whose sequences each add one token: RoPE, the KV write and the split
+// merge folded in. Block (t, g, z) rotates its group's query heads itself; the block whose
+// key range ends at the new position writes that position's key and value first (no other
+// block reads it); the last split of (t, g) to finish merges the splits with the sinks.
+// grid (n, kv_heads, splits), block 32·group; `counters` [n·kv_heads] start and end at 0.
+extern "C" __global__ void attention_decode(const float* qkv, float* pool, const int* pos,
+                                            const int* table_at, const int* tables,
+                                            const u16* sinks, const float* inv_freq,
+                                            float concentration, float* out, float* partial,
+                                            int* counters, int layer, int layers, int heads,
+                                            int kv_heads, int window, float scale) {
+    __shared__ float ks[PAGE][HEAD_DIM + 1];
+    __shared__ float vs[PAGE][HEAD_DIM];
+    __shared__ float qs[32][HEAD_DIM];
+    __shared__ float cs[HEAD_DIM / 2], sn[HEAD_DIM / 2];
+    __shared__ int last;
+    int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
+    int group = heads / kv_heads;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int hq = g * group + warp;
+    int qd = heads * HEAD_DIM, kvd = kv_heads * HEAD_DIM;
+    const float* row = qkv + (u64)t * (qd + 2 * kvd);
+    int p = pos[t];
+    const int* table = tables + table_at[t];
+    if (threadIdx.x < HEAD_DIM / 2) {
+        float angle = (float)p * inv_freq[threadIdx.x];
+        cs[threadIdx.x] = cosf(angle) * concentration;
+        sn[threadIdx.x] = sinf(angle) * concentration;
+    }
+    __syncthreads();
+    {
+        const float* src = row + hq * HEAD_DIM;
+        float x1 = src[lane], x2 = src[lane + 32];
+        qs[warp][lane] = x1 * cs[lane] - x2 * sn[lane];
+        qs[warp][lane + 32] = x2 * cs[lane] + x1 * sn[lane];
+    }
+    int lo = window > 0 ? max(0, p - window + 1) : 0;
+    int first_tile = lo / PAGE, tiles = p / PAGE - first_tile + 1;
+    int per = (tiles + splits - 1) / splits;
+    int t0 = first_tile + z * per, t1 = min(first_tile + tiles, t0 + per);
+    if (t0 < t1 && t1 == first_tile + tiles && warp == 0) {
+        float* kdst = pool + (((u64)table[p / PAGE] * layers + layer) * 2) * PAGE * kvd +
+                      (u64)(p % PAGE) * kvd + g * HEAD_DIM;
+        const float* ksrc = row + qd + g * HEAD_DIM;
+        float x1 = ksrc[lane], x2 = ksrc[lane + 32];
+        kdst[lane] = x1 * cs[lane] - x2 * sn[lane];
+        kdst[lane + 32] = x2 * cs[lane] + x1 * sn[lane];
+        float* vdst = kdst + (u64)PAGE * kvd;
+        vdst[lane] = row[qd + kvd + g * HEAD_DIM + lane];
+        vdst[lane + 32] = row[qd + kvd + g * HEAD_DIM + lane + 32];
+    }
+    float m = -INFINITY, l = 0.f, acc0 = 0.f, acc1 = 0.f;
+    for (int tile = t0; tile < t1; tile++) {
+        int base = tile * PAGE;
+        __syncthreads();
+        const float* kp = pool + (((u64)table[tile] * layers + layer) * 2) * PAGE * kvd +
+                          g * HEAD_DIM;
+        const float* vp = kp + (u64)PAGE * kvd;
+        for (int i = threadIdx.x; i < PAGE * HEAD_DIM; i += blockDim.x) {
+            int s = i / HEAD_DIM, d = i % HEAD_DIM;
+            ks[s][d] = __ldcg(kp + (u64)s * kvd + d);
+            vs[s][d] = __ldcg(vp + (u64)s * kvd + d);
+        }
+        __syncthreads();
+        int key = base + lane;
+        bool ok = key >= lo && key <= p;
+        float sc = -INFINITY;
+        if (ok) {
+            float d = 0.f;
+#pragma unroll 16
+            for (int i = 0; i < HEAD_DIM; i++) d += qs[warp][i] * ks[lane][i];
+            sc = d * scale;
+        }
+        float m_new = fmaxf(m, warp_max(sc));
+        float e = ok ? expf(sc - m_new) : 0.f;
+        float alpha = expf(m - m_new);
+        l = l * alpha + warp_sum(e);
+        acc0 *= alpha;
+        acc1 *= alpha;
+#pragma unroll 8
+        for (int j = 0; j < PAGE; j++) {
+            float pj = __shfl_sync(0xffffffffu, e, j);
+            acc0 += pj * vs[j][lane];
+            acc1 += pj * vs[j][lane + 32];
+        }
+        m = m_new;
+    }
+    float* o = partial + (((u64)t * heads + hq) * splits + z) * (HEAD_DIM + 2);
+    if (lane == 0) { o[0] = m; o[1] = l; }
+    o[2 + lane] = acc0;
+    o[2 + lane + 32] = acc1;
+    __threadfence();
+    __syncthreads();
+    int* counter = counters + t * kv_heads + g;
+    if (threadIdx.x == 0) {
+        last = atomicAdd(counter, 1) == splits - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    // Merge: warp = query head, lane = dims lane and lane + 32.
+    const float* pp = partial + ((u64)t * heads + hq) * splits * (HEAD_DIM + 2);
+    float sink = bf(sinks[hq]);
+    float mx = sink;
+    for (int q = 0; q < splits; q++) mx = fmaxf(mx, __ldcg(pp + q * (HEAD_DIM + 2)));
+    float total = expf(sink - mx), a0 = 0.f, a1 = 0.f;
+    for (int q = 0; q < splits; q++) {
+        const float* oq = pp + q * (HEAD_DIM + 2);
+        float f = expf(__ldcg(oq) - mx);
+        total += __ldcg(oq + 1) * f;
+        a0 += __ldcg(oq + 2 + lane) * f;
+        a1 += __ldcg(oq + 2 + lane + 32) * f;
+    }
+    out[(u64)t * qd + hq * HEAD_DIM + lane] = a0 / total;
+    out[(u64)t * qd + hq * HEAD_DIM + lane + 32] = a1 / total;
 }
 
 // ---------------------------------------------------------------------------------------
