@@ -22,6 +22,10 @@ const LOGIT_CHUNK: usize = 256;
 /// Key-range splits of decode attention: enough blocks to keep the GPU busy at one
 /// sequence with a long context (empty splits of short contexts exit at once).
 const ATTN_SPLITS: usize = 16;
+/// Threads (and warps) per block of the batch-1 kernels: small blocks, so that their large
+/// register footprint still leaves several blocks resident per multiprocessor.
+const B1_THREADS: u32 = 128;
+const B1_WARPS: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct CudaOptions {
@@ -601,9 +605,15 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Rows per warp so that about 16 warps per multiprocessor share `rows`.
-    fn rows_per_warp(&self, rows: usize) -> usize {
-        rows.div_ceil(self.gpu.sms as usize * 16).max(1)
+    /// Rows per warp so that one wave of `f`'s blocks (as many as fit on the device at
+    /// once) shares `rows`: no second, partial wave.
+    fn rows_per_warp(&self, f: &cudarc::driver::CudaFunction, smem: usize, rows: usize) -> usize {
+        let per_sm = f
+            .occupancy_max_active_blocks_per_multiprocessor(B1_THREADS, smem, None)
+            .unwrap_or(1)
+            .max(1) as usize;
+        let warps = self.gpu.sms as usize * per_sm * B1_WARPS;
+        rows.div_ceil(warps).max(1)
     }
 
     /// `y = W·x (+ bias)` (or `+=`) for one token with the batch-1 kernel; `gain` (0 for
@@ -626,11 +636,11 @@ impl CudaBackend {
         } else {
             &g.k.gemv1_bf16_16
         };
-        let rpw = self.rows_per_warp(rows);
+        let rpw = self.rows_per_warp(f, cols * 4, rows);
         g.launch(
             f,
-            (rows.div_ceil(8 * rpw) as u32, 1, 1),
-            (256, 1, 1),
+            (rows.div_ceil(B1_WARPS * rpw) as u32, 1, 1),
+            (B1_THREADS, 1, 1),
             cols * 4,
             &[
                 P(w),
@@ -671,11 +681,11 @@ impl CudaBackend {
             false,
         )?;
         let (_, blocks, scales) = lw.gate_up.kernel_args();
-        let ppw = (inter * k).div_ceil(g.sms as usize * 16).max(1);
+        let ppw = self.rows_per_warp(&kk.moe1_gate_up, h * 4, inter * k);
         g.launch(
             &kk.moe1_gate_up,
-            (inter.div_ceil(8 * ppw) as u32, k as u32, 1),
-            (256, 1, 1),
+            (inter.div_ceil(B1_WARPS * ppw) as u32, k as u32, 1),
+            (B1_THREADS, 1, 1),
             h * 4,
             &[
                 P(blocks),
@@ -695,11 +705,11 @@ impl CudaBackend {
             ],
         )?;
         let (_, blocks, scales) = lw.down.kernel_args();
-        let rpw = (h * k).div_ceil(g.sms as usize * 16).max(1);
+        let rpw = self.rows_per_warp(&kk.moe1_down, inter * 4, h * k);
         g.launch(
             &kk.moe1_down,
-            (h.div_ceil(8 * rpw) as u32, k as u32, 1),
-            (256, 1, 1),
+            (h.div_ceil(B1_WARPS * rpw) as u32, k as u32, 1),
+            (B1_THREADS, 1, 1),
             inter * 4,
             &[
                 P(blocks),
@@ -1060,7 +1070,7 @@ impl CudaBackend {
 
     fn read_logits(&self, state: &State, out: &mut [f32]) -> Result<(), CudaError> {
         self.gpu
-            .read(state.logits.as_ref().expect("ensured").ptr, out)
+            .read_staged(state.logits.as_ref().expect("ensured").ptr, out)
     }
 
     fn rmsnorm(
@@ -1160,7 +1170,7 @@ impl CudaBackend {
             attn: g.alloc(cap * qd * 4)?,
             attn_partial: g.alloc(NT_MAX * cfg.num_attention_heads * ATTN_SPLITS * 66 * 4)?,
             attn_counters: g.alloc(NT_MAX * cfg.num_key_value_heads * 4)?,
-            moe_counters: g.alloc(h.div_ceil(8) * 4)?,
+            moe_counters: g.alloc(h.div_ceil(B1_WARPS) * 4)?,
             partial: g.alloc((ROUTER_SPLITS * NT_MAX).max(cap) * e * 4)?,
             rmeta: g.alloc((1 + 3 * e + 2 * nk) * 4)?,
             pair_expert: g.alloc(nk * 4)?,

@@ -87,6 +87,7 @@ pub(crate) struct Gpu {
     pub name: String,
     pub ordinal: usize,
     pub sms: u32,
+    staging: std::sync::Mutex<Option<cudarc::driver::PinnedHostSlice<u8>>>,
 }
 
 impl Gpu {
@@ -171,6 +172,7 @@ impl Gpu {
             name,
             ordinal,
             sms,
+            staging: std::sync::Mutex::new(None),
         })
     }
 
@@ -232,6 +234,45 @@ impl Gpu {
         }
         .map_err(CudaError::driver)?;
         self.sync()
+    }
+
+    /// [`read`](Self::read) through a page-locked staging buffer (kept and grown): a
+    /// direct device-to-host copy into pageable memory is several times slower, and the
+    /// logits of every decoded token come back this way.
+    pub fn read_staged(&self, src: u64, dst: &mut [f32]) -> Result<(), CudaError> {
+        let bytes = std::mem::size_of_val(dst);
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut staging = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if staging.as_ref().is_none_or(|s| s.len() < bytes) {
+            *staging = None;
+            // SAFETY: plain (cacheable) page-locked memory, only read after the copy below
+            // has completed.
+            let s = unsafe {
+                self.ctx
+                    .alloc_pinned_with_flags::<u8>(bytes.next_power_of_two(), 0)
+            }
+            .map_err(|e| CudaError::alloc(bytes, e))?;
+            *staging = Some(s);
+        }
+        let s = staging.as_mut().expect("allocated");
+        let host = s.as_mut_ptr().map_err(CudaError::driver)?;
+        // SAFETY: `host` has at least `bytes` bytes; the copy is complete after the sync, and
+        // only then is the staging buffer read.
+        unsafe {
+            drv::memcpy_dtoh_async(
+                std::slice::from_raw_parts_mut(host, bytes),
+                src,
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(CudaError::driver)?;
+        self.sync()?;
+        // SAFETY: as above; `f32` has no invalid bit patterns and the buffer is aligned to a page.
+        let values = unsafe { std::slice::from_raw_parts(host as *const f32, dst.len()) };
+        dst.copy_from_slice(values);
+        Ok(())
     }
 
     pub fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<(), CudaError> {

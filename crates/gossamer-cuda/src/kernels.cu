@@ -126,6 +126,7 @@ __device__ void stage_inputs(const float* x, const int* src_rows, int count, int
         for (int j = warp; j < count; j += blockDim.x >> 5) {
             const float* xr = x + (u64)(src_rows ? src_rows[j] : j) * cols;
             float s = 0.f;
+#pragma unroll 16
             for (int i = lane; i < cols; i += 32) s += xr[i] * xr[i];
             s = warp_sum(s);
             if (lane == 0) inv[j] = 1.f / sqrtf(s / (float)cols + eps);
@@ -134,6 +135,7 @@ __device__ void stage_inputs(const float* x, const int* src_rows, int count, int
     }
     for (int j = 0; j < count; j++) {
         const float* xr = x + (u64)(src_rows ? src_rows[j] : j) * cols;
+#pragma unroll 8
         for (int i = threadIdx.x; i < cols; i += blockDim.x)
             xs[j * cols + i] = gain ? xr[i] * inv[j] * bf(gain[i]) : xr[i];
     }
@@ -591,6 +593,7 @@ extern "C" __global__ void attention(const float* q, const float* pool, const in
         const float* kp = pool + (((u64)table[tile] * layers + layer) * 2) * PAGE * kvd +
                           g * HEAD_DIM;
         const float* vp = kp + (u64)PAGE * kvd;
+#pragma unroll 8
         for (int i = threadIdx.x; i < PAGE * HEAD_DIM; i += blockDim.x) {
             int s = i / HEAD_DIM, d = i % HEAD_DIM;
             ks[s][d] = kp[(u64)s * kvd + d];
@@ -668,27 +671,42 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
     return v;
 }
 
-// xs = x (RMSNorm'd with `gain` when given) for one token. Ends with a barrier.
+// xs = x (RMSNorm'd with `gain` when given) for one token. Ends with a barrier. Every
+// value a thread needs (cols ≤ STAGE_PER_THREAD · blockDim: 4096 with 128 threads) is loaded at once, so staging
+// costs one memory round trip rather than one per loop iteration.
 // `swizzle`: lay each 32-value block's eight 4-float groups out as group ^ (block & 7), so
 // lanes that each read a whole block hit distinct banks (the MXFP4 kernels).
+#define STAGE_PER_THREAD 32
 __device__ void stage1(const float* x, const u16* gain, float eps, int cols, float* xs,
                        bool swizzle) {
     __shared__ float scratch[32];
-    float inv = 1.f;
+    float v[STAGE_PER_THREAD], gn[STAGE_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < STAGE_PER_THREAD; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        v[j] = i < cols ? x[i] : 0.f;
+        gn[j] = gain && i < cols ? bf(gain[i]) : 1.f;
+    }
     if (gain) {
         float s = 0.f;
-        for (int i = threadIdx.x; i < cols; i += blockDim.x) s += x[i] * x[i];
+#pragma unroll
+        for (int j = 0; j < STAGE_PER_THREAD; j++) s += v[j] * v[j];
         s = block_sum(s, scratch);
-        inv = 1.f / sqrtf(s / (float)cols + eps);
+        float inv = 1.f / sqrtf(s / (float)cols + eps);
+#pragma unroll
+        for (int j = 0; j < STAGE_PER_THREAD; j++) v[j] = v[j] * inv * gn[j];
     }
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-        float v = gain ? x[i] * inv * bf(gain[i]) : x[i];
-        int at = i;
-        if (swizzle) {
-            int b = i >> 5, g = (i >> 2) & 7;
-            at = (b << 5) | ((g ^ (b & 7)) << 2) | (i & 3);
+#pragma unroll
+    for (int j = 0; j < STAGE_PER_THREAD; j++) {
+        int i = threadIdx.x + j * blockDim.x;
+        if (i < cols) {
+            int at = i;
+            if (swizzle) {
+                int b = i >> 5, g = (i >> 2) & 7;
+                at = (b << 5) | ((g ^ (b & 7)) << 2) | (i & 3);
+            }
+            xs[at] = v[j];
         }
-        xs[at] = v;
     }
     __syncthreads();
 }
@@ -730,10 +748,10 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
     }
 }
 
-// y = W·x (+ bias) for one token; grid ceil(rows / (8·rows_per_warp)), block 256, dynamic
+// y = W·x (+ bias) for one token; grid ceil(rows / (4·rows_per_warp)), block 128, dynamic
 // shared cols floats. CH = ceil(cols / 256).
 #define GEMV1(CH)                                                                          \
-    extern "C" __global__ void __launch_bounds__(256) gemv1_bf16_##CH(                     \
+    extern "C" __global__ void __launch_bounds__(128) gemv1_bf16_##CH(                     \
         const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y, \
         int rows, int cols, int accumulate, int rows_per_warp) {                            \
         extern __shared__ float xs[];                                                       \
@@ -766,31 +784,40 @@ __device__ __forceinline__ void load_blocks(const float* xs, int nb, float (*xr)
     }
 }
 
-// Partial dot of one MXFP4 row (nb blocks) with the lane's input blocks, to be warp-summed.
-__device__ __forceinline__ float mxfp4_row_lane(const u8* blocks, const u8* scales, int nb,
-                                                const float* lut, float (*xr)[32]) {
+// Partial dots of two MXFP4 rows (nb blocks each) with the lane's input blocks, to be
+// warp-summed: both rows' loads are issued before any arithmetic.
+__device__ __forceinline__ void mxfp4_rows2_lane(const u8* blocks0, const u8* scales0,
+                                                 const u8* blocks1, const u8* scales1, int nb,
+                                                 const float* lut, float (*xr)[32],
+                                                 float* out0, float* out1) {
     int lane = threadIdx.x & 31;
-    uint4 wv[MB];
-    u32 sc[MB];
+    uint4 wv[2][MB];
+    u32 sc[2][MB];
 #pragma unroll
     for (int c = 0; c < MB; c++) {
         int b = lane + 32 * c;
-        wv[c] = b < nb ? ld_stream(blocks + 16 * b) : make_uint4(0, 0, 0, 0);
-        sc[c] = b < nb ? scales[b] : 0u;
+        bool in = b < nb;
+        wv[0][c] = in ? ld_stream(blocks0 + 16 * b) : make_uint4(0, 0, 0, 0);
+        wv[1][c] = in && blocks1 ? ld_stream(blocks1 + 16 * b) : make_uint4(0, 0, 0, 0);
+        sc[0][c] = in ? scales0[b] : 0u;
+        sc[1][c] = in && blocks1 ? scales1[b] : 0u;
     }
-    float acc = 0.f;
 #pragma unroll
-    for (int c = 0; c < MB; c++) {
-        u32 words[4] = {wv[c].x, wv[c].y, wv[c].z, wv[c].w};
-        float part = 0.f;
+    for (int r = 0; r < 2; r++) {
+        float acc = 0.f;
 #pragma unroll
-        for (int q = 0; q < 4; q++)
+        for (int c = 0; c < MB; c++) {
+            u32 words[4] = {wv[r][c].x, wv[r][c].y, wv[r][c].z, wv[r][c].w};
+            float part = 0.f;
 #pragma unroll
-            for (int nib = 0; nib < 8; nib++)
-                part += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
-        acc += part * e8m0(sc[c]);
+            for (int q = 0; q < 4; q++)
+#pragma unroll
+                for (int nib = 0; nib < 8; nib++)
+                    part += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
+            acc += part * e8m0(sc[r][c]);
+        }
+        if (r == 0) *out0 = acc; else *out1 = acc;
     }
-    return acc;
 }
 
 // Top-k of the token's router logits into shared sel_e/sel_w (warp 0), and the E2M1 table.
@@ -802,8 +829,8 @@ __device__ __forceinline__ void route1(const float* logits, int experts, int k, 
 }
 
 // act[j, i] = SwiGLU of routed expert j's gate/up rows (2i, 2i+1) on the normalised token.
-// grid (ceil(inter / (8·pairs_per_warp)), k), block 256, dynamic shared h floats.
-extern "C" __global__ void __launch_bounds__(256)
+// grid (ceil(inter / (4·pairs_per_warp)), k), block 128, dynamic shared h floats.
+extern "C" __global__ void __launch_bounds__(128)
 moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x,
              const u16* gain, float eps, const float* router_logits, int experts, int k,
              float* act, int h, int inter, float limit, int pairs_per_warp) {
@@ -822,8 +849,9 @@ moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x
     u64 rows = 2 * (u64)inter;
     for (int i = i0; i < i1; i++) {
         u64 r = (u64)e * rows + 2 * i;
-        float g = mxfp4_row_lane(blocks + r * (h / 2), scales + r * nb, nb, lut, xr);
-        float u = mxfp4_row_lane(blocks + (r + 1) * (h / 2), scales + (r + 1) * nb, nb, lut, xr);
+        float g, u;
+        mxfp4_rows2_lane(blocks + r * (h / 2), scales + r * nb, blocks + (r + 1) * (h / 2),
+                         scales + (r + 1) * nb, nb, lut, xr, &g, &u);
         g = warp_sum(g);
         u = warp_sum(u);
         if (lane == 0)
@@ -833,9 +861,9 @@ moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x
 
 // y[j, r] = routed expert j's down row r · act[j] + bias; the last of the k blocks of a row
 // group then adds Σ_j weight_j · y[j, r] to the residual x in routing order (so the sum is
-// the same whichever block finishes last). grid (ceil(h / (8·rows_per_warp)), k), block
-// 256, dynamic shared inter floats; `counters` (one per row group) start and end at 0.
-extern "C" __global__ void __launch_bounds__(256)
+// the same whichever block finishes last). grid (ceil(h / (4·rows_per_warp)), k), block
+// 128, dynamic shared inter floats; `counters` (one per row group) start and end at 0.
+extern "C" __global__ void __launch_bounds__(128)
 moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
           const float* router_logits, int experts, int k, float* y, float* x, int* counters,
           int h, int inter, int rows_per_warp) {
@@ -853,10 +881,19 @@ moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
     int per_block = (blockDim.x >> 5) * rows_per_warp;
     int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int r0 = gw * rows_per_warp, r1 = min(h, r0 + rows_per_warp);
-    for (int r = r0; r < r1; r++) {
+    for (int r = r0; r < r1; r += 2) {
         u64 row = (u64)e * h + r;
-        float v = warp_sum(mxfp4_row_lane(blocks + row * (inter / 2), scales + row * nb, nb, lut, xr));
-        if (lane == 0) y[(u64)j * h + r] = v + bf(bias[row]);
+        bool two = r + 1 < r1;
+        float v0, v1;
+        mxfp4_rows2_lane(blocks + row * (inter / 2), scales + row * nb,
+                         two ? blocks + (row + 1) * (inter / 2) : 0, scales + (row + 1) * nb, nb,
+                         lut, xr, &v0, &v1);
+        v0 = warp_sum(v0);
+        v1 = warp_sum(v1);
+        if (lane == 0) {
+            y[(u64)j * h + r] = v0 + bf(bias[row]);
+            if (two) y[(u64)j * h + r + 1] = v1 + bf(bias[row + 1]);
+        }
     }
     __threadfence();
     __syncthreads();
@@ -933,6 +970,7 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
         const float* kp = pool + (((u64)table[tile] * layers + layer) * 2) * PAGE * kvd +
                           g * HEAD_DIM;
         const float* vp = kp + (u64)PAGE * kvd;
+#pragma unroll 8
         for (int i = threadIdx.x; i < PAGE * HEAD_DIM; i += blockDim.x) {
             int s = i / HEAD_DIM, d = i % HEAD_DIM;
             ks[s][d] = __ldcg(kp + (u64)s * kvd + d);
@@ -980,8 +1018,10 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
     const float* pp = partial + ((u64)t * heads + hq) * splits * (HEAD_DIM + 2);
     float sink = bf(sinks[hq]);
     float mx = sink;
+#pragma unroll 16
     for (int q = 0; q < splits; q++) mx = fmaxf(mx, __ldcg(pp + q * (HEAD_DIM + 2)));
     float total = expf(sink - mx), a0 = 0.f, a1 = 0.f;
+#pragma unroll 16
     for (int q = 0; q < splits; q++) {
         const float* oq = pp + q * (HEAD_DIM + 2);
         float f = expf(__ldcg(oq) - mx);
