@@ -308,14 +308,31 @@ impl CudaBackend {
             tables: at(3 * n + m),
         };
         let vocab = cfg.vocab_size;
-        let mut all = vec![0f32; m * vocab];
+        // Each step's logits, filled in row order straight from the staging buffer.
+        let mut out: Vec<Vec<f32>> = counts
+            .iter()
+            .map(|&c| Vec::with_capacity(c * vocab))
+            .collect();
+        let mut fill = |rows: &[f32]| {
+            let mut rows = rows;
+            for (o, &c) in out.iter_mut().zip(&counts) {
+                let room = c * vocab - o.len();
+                let take = room.min(rows.len());
+                o.extend_from_slice(&rows[..take]);
+                rows = &rows[take..];
+            }
+        };
+        let profiler = self.gpu.profiler.as_ref();
+        if let Some(p) = profiler {
+            p.begin_step(&self.gpu.ctx, &self.gpu.stream);
+        }
         let plan = Plan {
             n,
             small: n <= NT_MAX,
             single: n <= NT_MAX && steps.iter().all(|s| s.tokens.len() == 1),
             one: n == 1 && self.batch1,
         };
-        if plan.small && self.use_graphs {
+        if plan.small && self.use_graphs && profiler.is_none() {
             // Decode: the whole step (logits included: m ≤ n ≤ NT_MAX, one chunk) is one
             // graph, captured the first time this shape is seen.
             let key = (plan, m);
@@ -325,7 +342,7 @@ impl CudaBackend {
             }
             state.graphs[&key].0.launch().map_err(CudaError::driver)?;
             if m > 0 {
-                self.read_logits(state, &mut all)?;
+                self.read_logits(state, m * vocab, &mut fill)?;
             }
         } else {
             self.enqueue_layers(state, &plan, &d)?;
@@ -333,16 +350,14 @@ impl CudaBackend {
             while start < m {
                 let c = (m - start).min(LOGIT_CHUNK);
                 self.enqueue_unembed(state, &plan, start, c, &d)?;
-                self.read_logits(state, &mut all[start * vocab..(start + c) * vocab])?;
+                self.read_logits(state, c * vocab, &mut fill)?;
                 start += c;
             }
         }
-        let mut out = Vec::with_capacity(counts.len());
-        for &c in counts.iter().rev() {
-            let rest = all.len() - c * vocab;
-            out.push(all.split_off(rest));
+        if let Some(p) = profiler {
+            self.gpu.sync()?;
+            p.end_step();
         }
-        out.reverse();
         Ok(out)
     }
 
@@ -1068,9 +1083,14 @@ impl CudaBackend {
         }
     }
 
-    fn read_logits(&self, state: &State, out: &mut [f32]) -> Result<(), CudaError> {
+    fn read_logits(
+        &self,
+        state: &State,
+        count: usize,
+        fill: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), CudaError> {
         self.gpu
-            .read_staged(state.logits.as_ref().expect("ensured").ptr, out)
+            .read_staged(state.logits.as_ref().expect("ensured").ptr, count, fill)
     }
 
     fn rmsnorm(
@@ -1218,6 +1238,14 @@ impl StepPointers {
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        if let Some(p) = &self.gpu.profiler {
+            eprintln!("{}", p.report());
+        }
+    }
 }
 
 impl Accelerator for CudaBackend {

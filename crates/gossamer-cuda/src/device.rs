@@ -88,6 +88,9 @@ pub(crate) struct Gpu {
     pub ordinal: usize,
     pub sms: u32,
     staging: std::sync::Mutex<Option<cudarc::driver::PinnedHostSlice<u8>>>,
+    /// Kernel names by function handle, for the profiler.
+    names: std::collections::HashMap<usize, &'static str>,
+    pub profiler: Option<crate::profile::Profiler>,
 }
 
 impl Gpu {
@@ -119,7 +122,12 @@ impl Gpu {
         let module = ctx
             .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
             .map_err(CudaError::driver)?;
-        let f = |name: &str| module.load_function(name).map_err(CudaError::driver);
+        let names = std::cell::RefCell::new(std::collections::HashMap::new());
+        let f = |name: &'static str| {
+            let func = module.load_function(name).map_err(CudaError::driver)?;
+            names.borrow_mut().insert(func.cu_function() as usize, name);
+            Ok::<_, CudaError>(func)
+        };
         let k = Kernels {
             embed: f("embed")?,
             rmsnorm: f("rmsnorm")?,
@@ -173,6 +181,8 @@ impl Gpu {
             ordinal,
             sms,
             staging: std::sync::Mutex::new(None),
+            names: names.into_inner(),
+            profiler: crate::profile::Profiler::from_env(),
         })
     }
 
@@ -236,11 +246,16 @@ impl Gpu {
         self.sync()
     }
 
-    /// [`read`](Self::read) through a page-locked staging buffer (kept and grown): a
-    /// direct device-to-host copy into pageable memory is several times slower, and the
-    /// logits of every decoded token come back this way.
-    pub fn read_staged(&self, src: u64, dst: &mut [f32]) -> Result<(), CudaError> {
-        let bytes = std::mem::size_of_val(dst);
+    /// `count` floats at `src`, copied through a page-locked staging buffer (kept and
+    /// grown) and handed to `take`: a direct copy into pageable memory is several times
+    /// slower, and the logits of every decoded token come back this way.
+    pub fn read_staged(
+        &self,
+        src: u64,
+        count: usize,
+        take: &mut dyn FnMut(&[f32]),
+    ) -> Result<(), CudaError> {
+        let bytes = count * 4;
         if bytes == 0 {
             return Ok(());
         }
@@ -270,8 +285,8 @@ impl Gpu {
         .map_err(CudaError::driver)?;
         self.sync()?;
         // SAFETY: as above; `f32` has no invalid bit patterns and the buffer is aligned to a page.
-        let values = unsafe { std::slice::from_raw_parts(host as *const f32, dst.len()) };
-        dst.copy_from_slice(values);
+        let values = unsafe { std::slice::from_raw_parts(host as *const f32, count) };
+        take(values);
         Ok(())
     }
 
@@ -325,7 +340,9 @@ impl Gpu {
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
-        .map_err(CudaError::blas)
+        .map_err(CudaError::blas)?;
+        self.mark("cublas_gemm_bf16");
+        Ok(())
     }
 
     /// `Y[n, rows] = X[n, cols] · Wᵀ` all in f32 (the router: exact, so that rounding does
@@ -359,7 +376,9 @@ impl Gpu {
                 rows as i32,
             )
         }
-        .map_err(CudaError::blas)
+        .map_err(CudaError::blas)?;
+        self.mark("cublas_sgemm");
+        Ok(())
     }
 }
 
@@ -407,6 +426,15 @@ impl Gpu {
         // SAFETY: each kernel's arguments are listed in `kernels.cu` order with matching
         // types, and every pointer addresses a live buffer sized for the launch's shapes.
         unsafe { b.launch(cfg) }.map_err(CudaError::driver)?;
+        let name = self.names.get(&(f.cu_function() as usize)).copied();
+        self.mark(name.unwrap_or("kernel"));
         Ok(())
+    }
+
+    /// Profiling: the end of an operation just queued.
+    pub fn mark(&self, name: &'static str) {
+        if let Some(p) = &self.profiler {
+            p.mark(&self.ctx, &self.stream, name);
+        }
     }
 }

@@ -721,8 +721,13 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
 #pragma unroll
     for (int c = 0; c < CH; c++) {
         int col = 256 * c + 8 * lane;
-#pragma unroll
-        for (int j = 0; j < 8; j++) xr[c][j] = col < cols ? xs[col + j] : 0.f;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f), b = a;
+        if (col < cols) {
+            a = *(const float4*)(xs + col);
+            b = *(const float4*)(xs + col + 4);
+        }
+        xr[c][0] = a.x; xr[c][1] = a.y; xr[c][2] = a.z; xr[c][3] = a.w;
+        xr[c][4] = b.x; xr[c][5] = b.y; xr[c][6] = b.z; xr[c][7] = b.w;
     }
     for (int r = r0; r < r1; r++) {
         const u16* row = w + (u64)r * cols;

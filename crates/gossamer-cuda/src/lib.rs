@@ -22,6 +22,7 @@
 mod backend;
 mod device;
 pub mod kv;
+mod profile;
 pub mod weights;
 
 pub use backend::{CudaBackend, CudaOptions};
