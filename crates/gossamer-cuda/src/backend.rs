@@ -34,6 +34,10 @@ pub struct CudaOptions {
     /// Bytes for the paged KV cache; `None`: half the memory left after the weights, at
     /// most 64 GiB.
     pub kv_cache_bytes: Option<usize>,
+    /// Decode's MXFP4 expert products with f32 inputs, as the CPU computes them, instead of
+    /// inputs rounded to int8 per 32 values (`dp4a`, about twice as fast there; the
+    /// rounding moves logits by ~1e-2, far less than a bf16 run of the model does).
+    pub exact_experts: bool,
 }
 
 /// Per-step device buffers, grown to the largest step seen (in powers of two).
@@ -91,6 +95,8 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// The batch-1 kernels fit this model (MXFP4 experts, inputs ≤ 3072 wide, q ≤ 4096).
     batch1: bool,
+    /// See [`CudaOptions::exact_experts`].
+    exact_experts: bool,
     state: Mutex<State>,
 }
 
@@ -152,6 +158,7 @@ impl CudaBackend {
             concentration: rope.concentration,
             use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
             batch1,
+            exact_experts: opts.exact_experts,
             state: Mutex::new(State {
                 scratch: None,
                 graphs: Default::default(),
@@ -696,12 +703,17 @@ impl CudaBackend {
             false,
         )?;
         let (_, blocks, scales) = lw.gate_up.kernel_args();
-        let ppw = self.rows_per_warp(&kk.moe1_gate_up, h * 4, inter * k);
+        let (gate_up, down) = if self.exact_experts {
+            (&kk.moe1_gate_up_f32, &kk.moe1_down_f32)
+        } else {
+            (&kk.moe1_gate_up, &kk.moe1_down)
+        };
+        let ppw = self.rows_per_warp(gate_up, expert_smem(h), inter * k);
         g.launch(
-            &kk.moe1_gate_up,
+            gate_up,
             (inter.div_ceil(B1_WARPS * ppw) as u32, k as u32, 1),
             (B1_THREADS, 1, 1),
-            h * 4,
+            expert_smem(h),
             &[
                 P(blocks),
                 P(scales),
@@ -720,12 +732,12 @@ impl CudaBackend {
             ],
         )?;
         let (_, blocks, scales) = lw.down.kernel_args();
-        let rpw = self.rows_per_warp(&kk.moe1_down, inter * 4, h * k);
+        let rpw = self.rows_per_warp(down, expert_smem(inter), h * k);
         g.launch(
-            &kk.moe1_down,
+            down,
             (h.div_ceil(B1_WARPS * rpw) as u32, k as u32, 1),
             (B1_THREADS, 1, 1),
-            inter * 4,
+            expert_smem(inter),
             &[
                 P(blocks),
                 P(scales),
@@ -1234,6 +1246,12 @@ impl StepPointers {
     fn wanted_count(&self) -> usize {
         ((self.tables - self.wanted) / 4) as usize
     }
+}
+
+/// Dynamic shared memory of the batch-1 expert kernels for an input `cols` wide: the staged
+/// f32 input, its int8 copy and one scale per 32 values (`expert_inputs` in kernels.cu).
+fn expert_smem(cols: usize) -> usize {
+    cols * 4 + cols + cols / 32 * 4
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
