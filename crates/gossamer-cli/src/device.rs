@@ -97,7 +97,6 @@ fn attach_cuda(
     let opts = gossamer_cuda::CudaOptions {
         ordinal,
         kv_cache_bytes: kv_gb.map(|g| (g * (1u64 << 30) as f64) as usize),
-        ..Default::default()
     };
     let backend = gossamer_cuda::CudaBackend::new(ck, &opts, &mut |done, total| {
         bar.set_length(total);

@@ -34,10 +34,6 @@ pub struct CudaOptions {
     /// Bytes for the paged KV cache; `None`: half the memory left after the weights, at
     /// most 64 GiB.
     pub kv_cache_bytes: Option<usize>,
-    /// Decode's MXFP4 expert products with f32 inputs, as the CPU computes them, instead of
-    /// inputs rounded to int8 per 32 values (`dp4a`, about twice as fast there; the
-    /// rounding moves logits by ~1e-2, far less than a bf16 run of the model does).
-    pub exact_experts: bool,
 }
 
 /// Per-step device buffers, grown to the largest step seen (in powers of two).
@@ -95,8 +91,7 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// The batch-1 kernels fit this model (MXFP4 experts, inputs ≤ 3072 wide, q ≤ 4096).
     batch1: bool,
-    /// See [`CudaOptions::exact_experts`].
-    exact_experts: bool,
+
     state: Mutex<State>,
 }
 
@@ -158,7 +153,7 @@ impl CudaBackend {
             concentration: rope.concentration,
             use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
             batch1,
-            exact_experts: opts.exact_experts,
+
             state: Mutex::new(State {
                 scratch: None,
                 graphs: Default::default(),
@@ -703,11 +698,7 @@ impl CudaBackend {
             false,
         )?;
         let (_, blocks, scales) = lw.gate_up.kernel_args();
-        let (gate_up, down) = if self.exact_experts {
-            (&kk.moe1_gate_up_f32, &kk.moe1_down_f32)
-        } else {
-            (&kk.moe1_gate_up, &kk.moe1_down)
-        };
+        let (gate_up, down) = (&kk.moe1_gate_up, &kk.moe1_down);
         let ppw = self.rows_per_warp(gate_up, expert_smem(h), inter * k);
         g.launch(
             gate_up,
@@ -1248,10 +1239,9 @@ impl StepPointers {
     }
 }
 
-/// Dynamic shared memory of the batch-1 expert kernels for an input `cols` wide: the staged
-/// f32 input, its int8 copy and one scale per 32 values (`expert_inputs` in kernels.cu).
+/// Dynamic shared memory of the batch-1 expert kernels for an input `cols` wide.
 fn expert_smem(cols: usize) -> usize {
-    cols * 4 + cols + cols / 32 * 4
+    cols * 4
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {

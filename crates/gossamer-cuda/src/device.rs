@@ -38,8 +38,7 @@ pub(crate) struct Kernels {
     pub gemv1_bf16_16: CudaFunction,
     pub moe1_gate_up: CudaFunction,
     pub moe1_down: CudaFunction,
-    pub moe1_gate_up_f32: CudaFunction,
-    pub moe1_down_f32: CudaFunction,
+
     pub attention: CudaFunction,
     pub copy16: CudaFunction,
 }
@@ -152,8 +151,7 @@ impl Gpu {
             gemv1_bf16_16: f("gemv1_bf16_16")?,
             moe1_gate_up: f("moe1_gate_up")?,
             moe1_down: f("moe1_down")?,
-            moe1_gate_up_f32: f("moe1_gate_up_f32")?,
-            moe1_down_f32: f("moe1_down_f32")?,
+
             attention: f("attention")?,
             copy16: f("copy16")?,
         };
@@ -165,8 +163,6 @@ impl Gpu {
             &k.gemv1_bf16_16,
             &k.moe1_gate_up,
             &k.moe1_down,
-            &k.moe1_gate_up_f32,
-            &k.moe1_down_f32,
         ] {
             func.set_attribute(
                 drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

@@ -819,94 +819,6 @@ __device__ __forceinline__ void mxfp4_rows2_lane(const u8* blocks0, const u8* sc
     }
 }
 
-// --- int8 inputs for the MXFP4 experts (the default; `q8 = 0` keeps f32 inputs) ---
-// Each 32-value block of the input is scaled to int8 (d = max|x| / 127), the E2M1 nibbles
-// are turned into int8 (twice their value: 0, ±1, ±2, ±3, ±4, ±6, ±8, ±12) with byte
-// permutes, and a block's dot product is eight dp4a: about 1.6 instructions per weight
-// instead of 4, which is what lets the batch-1 MoE products run at memory speed.
-
-// Quantises xs (cols f32) into xq (int8) and xd (per block scale). Ends with a barrier.
-__device__ void quantize_blocks(const float* xs, int cols, signed char* xq, float* xd) {
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    for (int b = warp; b < cols / 32; b += warps) {
-        float v = xs[b * 32 + lane];
-        float amax = warp_max(fabsf(v));
-        float d = amax / 127.f;
-        int q = amax > 0.f ? __float2int_rn(v * (127.f / amax)) : 0;
-        xq[b * 32 + lane] = (signed char)max(-127, min(127, q));
-        if (lane == 0) xd[b] = d;
-    }
-    __syncthreads();
-}
-
-// Eight E2M1 nibbles (one 32-bit word, values 8q..8q+7) → two words of int8 (2× value).
-__device__ __forceinline__ void e2m1x8_to_i8(u32 w, int* lo, int* hi) {
-    u32 idx = w & 0x77777777u, idx_hi = idx >> 16;
-    u32 sign = ((w >> 1) & 0x44444444u) | 0x32103210u, sign_hi = sign >> 16;
-    u32 pos_lo = __byte_perm(0x03020100u, 0x0C080604u, idx);
-    u32 neg_lo = __byte_perm(0xFDFEFF00u, 0xF4F8FAFCu, idx);
-    u32 pos_hi = __byte_perm(0x03020100u, 0x0C080604u, idx_hi);
-    u32 neg_hi = __byte_perm(0xFDFEFF00u, 0xF4F8FAFCu, idx_hi);
-    *lo = (int)__byte_perm(pos_lo, neg_lo, sign);
-    *hi = (int)__byte_perm(pos_hi, neg_hi, sign_hi);
-}
-
-// Lane l's share of the quantised input: blocks l, l + 32, l + 64 (8 words and a scale each).
-__device__ __forceinline__ void load_blocks_q8(const signed char* xq, const float* xd, int nb,
-                                               int (*xi)[8], float* xs_d) {
-    int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int c = 0; c < MB; c++) {
-        int b = lane + 32 * c;
-        int4 a = make_int4(0, 0, 0, 0), v = a;
-        if (b < nb) {
-            a = *(const int4*)(xq + 32 * b);
-            v = *(const int4*)(xq + 32 * b + 16);
-        }
-        xi[c][0] = a.x; xi[c][1] = a.y; xi[c][2] = a.z; xi[c][3] = a.w;
-        xi[c][4] = v.x; xi[c][5] = v.y; xi[c][6] = v.z; xi[c][7] = v.w;
-        xs_d[c] = b < nb ? xd[b] : 0.f;
-    }
-}
-
-// Two MXFP4 rows against the lane's int8 input blocks (partial sums to be warp-summed).
-__device__ __forceinline__ void mxfp4_rows2_q8(const u8* blocks0, const u8* scales0,
-                                               const u8* blocks1, const u8* scales1, int nb,
-                                               int (*xi)[8], const float* xs_d, float* out0,
-                                               float* out1) {
-    int lane = threadIdx.x & 31;
-    uint4 wv[2][MB];
-    u32 sc[2][MB];
-#pragma unroll
-    for (int c = 0; c < MB; c++) {
-        int b = lane + 32 * c;
-        bool in = b < nb;
-        wv[0][c] = in ? ld_stream(blocks0 + 16 * b) : make_uint4(0, 0, 0, 0);
-        wv[1][c] = in && blocks1 ? ld_stream(blocks1 + 16 * b) : make_uint4(0, 0, 0, 0);
-        sc[0][c] = in ? scales0[b] : 0u;
-        sc[1][c] = in && blocks1 ? scales1[b] : 0u;
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float acc = 0.f;
-#pragma unroll
-        for (int c = 0; c < MB; c++) {
-            u32 words[4] = {wv[r][c].x, wv[r][c].y, wv[r][c].z, wv[r][c].w};
-            int isum = 0;
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                int lo, hi;
-                e2m1x8_to_i8(words[q], &lo, &hi);
-                isum = __dp4a(lo, xi[c][2 * q], isum);
-                isum = __dp4a(hi, xi[c][2 * q + 1], isum);
-            }
-            // 0.5: the table holds twice each E2M1 value.
-            acc += (float)isum * (0.5f * xs_d[c] * e8m0(sc[r][c]));
-        }
-        if (r == 0) *out0 = acc; else *out1 = acc;
-    }
-}
-
 // Top-k of the token's router logits into shared sel_e/sel_w (warp 0), and the E2M1 table.
 __device__ __forceinline__ void route1(const float* logits, int experts, int k, int* sel_e,
                                        float* sel_w, float* lut) {
@@ -915,40 +827,9 @@ __device__ __forceinline__ void route1(const float* logits, int experts, int k, 
     __syncthreads();
 }
 
-// Stages the (normalised) input and loads this lane's share of it: int8 blocks and their
-// scales (Q8) or f32 blocks (swizzled staging). Ends with a barrier.
-template <bool Q8>
-__device__ __forceinline__ void expert_inputs(const float* x, const u16* gain, float eps,
-                                              int cols, float* xs, float (*xr)[32],
-                                              int (*xi)[8], float* xs_d) {
-    stage1(x, gain, eps, cols, xs, !Q8);
-    if (Q8) {
-        signed char* xq = (signed char*)(xs + cols);
-        float* xd = (float*)(xq + cols);
-        quantize_blocks(xs, cols, xq, xd);
-        load_blocks_q8(xq, xd, cols / 32, xi, xs_d);
-    } else {
-        load_blocks(xs, cols / 32, xr);
-    }
-}
-
-template <bool Q8>
-__device__ __forceinline__ void expert_rows2(const u8* blocks0, const u8* scales0,
-                                             const u8* blocks1, const u8* scales1, int nb,
-                                             const float* lut, float (*xr)[32], int (*xi)[8],
-                                             const float* xs_d, float* out0, float* out1) {
-    if (Q8)
-        mxfp4_rows2_q8(blocks0, scales0, blocks1, scales1, nb, xi, xs_d, out0, out1);
-    else
-        mxfp4_rows2_lane(blocks0, scales0, blocks1, scales1, nb, lut, xr, out0, out1);
-}
-
-// Dynamic shared memory of the batch-1 expert kernels: the staged input, then (Q8) its int8
-// copy and block scales. Must match `expert_smem` in backend.rs.
 // act[j, i] = SwiGLU of routed expert j's gate/up rows (2i, 2i+1) on the normalised token.
 // grid (ceil(inter / (4·pairs_per_warp)), k), block 128.
-template <bool Q8>
-__device__ void moe1_gate_up_body(const u8* blocks, const u8* scales, const u16* bias,
+extern "C" __global__ void __launch_bounds__(128) moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias,
                                   const float* x, const u16* gain, float eps,
                                   const float* router_logits, int experts, int k, float* act,
                                   int h, int inter, float limit, int pairs_per_warp) {
@@ -957,10 +838,9 @@ __device__ void moe1_gate_up_body(const u8* blocks, const u8* scales, const u16*
     __shared__ float sel_w[32];
     __shared__ float lut[16];
     route1(router_logits, experts, k, sel_e, sel_w, lut);
-    float xr[Q8 ? 1 : MB][32];
-    int xi[MB][8];
-    float xs_d[MB];
-    expert_inputs<Q8>(x, gain, eps, h, xs, xr, xi, xs_d);
+    stage1(x, gain, eps, h, xs, true);
+    float xr[MB][32];
+    load_blocks(xs, h / 32, xr);
     int j = blockIdx.y, e = sel_e[j];
     int nb = h / 32, lane = threadIdx.x & 31;
     int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -969,8 +849,8 @@ __device__ void moe1_gate_up_body(const u8* blocks, const u8* scales, const u16*
     for (int i = i0; i < i1; i++) {
         u64 r = (u64)e * rows + 2 * i;
         float g, u;
-        expert_rows2<Q8>(blocks + r * (h / 2), scales + r * nb, blocks + (r + 1) * (h / 2),
-                         scales + (r + 1) * nb, nb, lut, xr, xi, xs_d, &g, &u);
+        mxfp4_rows2_lane(blocks + r * (h / 2), scales + r * nb, blocks + (r + 1) * (h / 2),
+                         scales + (r + 1) * nb, nb, lut, xr, &g, &u);
         g = warp_sum(g);
         u = warp_sum(u);
         if (lane == 0)
@@ -982,8 +862,7 @@ __device__ void moe1_gate_up_body(const u8* blocks, const u8* scales, const u16*
 // group then adds Σ_j weight_j · y[j, r] to the residual x in routing order (so the sum is
 // the same whichever block finishes last). grid (ceil(h / (4·rows_per_warp)), k), block
 // 128; `counters` (one per row group) start and end at 0.
-template <bool Q8>
-__device__ void moe1_down_body(const u8* blocks, const u8* scales, const u16* bias,
+extern "C" __global__ void __launch_bounds__(128) moe1_down(const u8* blocks, const u8* scales, const u16* bias,
                                const float* act, const float* router_logits, int experts,
                                int k, float* y, float* x, int* counters, int h, int inter,
                                int rows_per_warp) {
@@ -994,10 +873,9 @@ __device__ void moe1_down_body(const u8* blocks, const u8* scales, const u16* bi
     __shared__ int last;
     route1(router_logits, experts, k, sel_e, sel_w, lut);
     int j = blockIdx.y, e = sel_e[j];
-    float xr[Q8 ? 1 : MB][32];
-    int xi[MB][8];
-    float xs_d[MB];
-    expert_inputs<Q8>(act + (u64)j * inter, 0, 0.f, inter, xs, xr, xi, xs_d);
+    stage1(act + (u64)j * inter, 0, 0.f, inter, xs, true);
+    float xr[MB][32];
+    load_blocks(xs, inter / 32, xr);
     int nb = inter / 32, lane = threadIdx.x & 31;
     int per_block = (blockDim.x >> 5) * rows_per_warp;
     int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -1006,9 +884,9 @@ __device__ void moe1_down_body(const u8* blocks, const u8* scales, const u16* bi
         u64 row = (u64)e * h + r;
         bool two = r + 1 < r1;
         float v0, v1;
-        expert_rows2<Q8>(blocks + row * (inter / 2), scales + row * nb,
+        mxfp4_rows2_lane(blocks + row * (inter / 2), scales + row * nb,
                          two ? blocks + (row + 1) * (inter / 2) : 0, scales + (row + 1) * nb,
-                         nb, lut, xr, xi, xs_d, &v0, &v1);
+                         nb, lut, xr, &v0, &v1);
         v0 = warp_sum(v0);
         v1 = warp_sum(v1);
         if (lane == 0) {
@@ -1033,27 +911,6 @@ __device__ void moe1_down_body(const u8* blocks, const u8* scales, const u16* bi
     }
 }
 
-#define MOE1_GATE_UP(NAME, Q8)                                                              \
-    extern "C" __global__ void __launch_bounds__(128) NAME(                                 \
-        const u8* blocks, const u8* scales, const u16* bias, const float* x, const u16* gain, \
-        float eps, const float* router_logits, int experts, int k, float* act, int h,        \
-        int inter, float limit, int pairs_per_warp) {                                        \
-        moe1_gate_up_body<Q8>(blocks, scales, bias, x, gain, eps, router_logits, experts, k, \
-                              act, h, inter, limit, pairs_per_warp);                         \
-    }
-MOE1_GATE_UP(moe1_gate_up, true)
-MOE1_GATE_UP(moe1_gate_up_f32, false)
-
-#define MOE1_DOWN(NAME, Q8)                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) NAME(                                 \
-        const u8* blocks, const u8* scales, const u16* bias, const float* act,               \
-        const float* router_logits, int experts, int k, float* y, float* x, int* counters,   \
-        int h, int inter, int rows_per_warp) {                                               \
-        moe1_down_body<Q8>(blocks, scales, bias, act, router_logits, experts, k, y, x,       \
-                           counters, h, inter, rows_per_warp);                               \
-    }
-MOE1_DOWN(moe1_down, true)
-MOE1_DOWN(moe1_down_f32, false)
 
 // Attention for steps whose sequences each add one token: RoPE, the KV write and the split
 // merge folded in. Block (t, g, z) rotates its group's query heads itself; the block whose
