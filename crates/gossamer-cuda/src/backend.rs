@@ -26,6 +26,8 @@ const ATTN_SPLITS: usize = 16;
 /// register footprint still leaves several blocks resident per multiprocessor.
 const B1_THREADS: u32 = 128;
 const B1_WARPS: usize = 4;
+/// No L2 prefetch for the next kernel.
+const NO_PREFETCH: (u64, usize) = (0, 0);
 
 #[derive(Clone, Debug, Default)]
 pub struct CudaOptions {
@@ -452,6 +454,7 @@ impl CudaBackend {
                 qkvd,
                 h,
                 false,
+                NO_PREFETCH,
             )?;
         } else if small {
             g.launch(
@@ -505,6 +508,9 @@ impl CudaBackend {
                     I(kv_heads as i32),
                     I(window),
                     F(1.0 / (cfg.head_dim as f32).sqrt()),
+                    // The output projection's weights, next.
+                    P(lw.o.ptr),
+                    Arg::U(lw.o.bytes() as u64),
                 ],
             )?;
         } else {
@@ -520,6 +526,7 @@ impl CudaBackend {
                 h,
                 qd,
                 true,
+                (lw.router.ptr, lw.router.bytes()),
             )?;
         } else if small {
             g.launch(
@@ -634,7 +641,8 @@ impl CudaBackend {
     }
 
     /// `y = W·x (+ bias)` (or `+=`) for one token with the batch-1 kernel; `gain` (0 for
-    /// none) normalises x first. W bf16 `[rows, cols]`, cols ≤ 4096.
+    /// none) normalises x first. W bf16 `[rows, cols]`, cols ≤ 4096. `prefetch` (address,
+    /// bytes): what the next kernel reads, fetched into L2 meanwhile.
     #[allow(clippy::too_many_arguments)]
     fn gemv1(
         &self,
@@ -646,6 +654,7 @@ impl CudaBackend {
         rows: usize,
         cols: usize,
         accumulate: bool,
+        prefetch: (u64, usize),
     ) -> Result<(), CudaError> {
         let g = &self.gpu;
         let f = if cols <= 12 * 256 {
@@ -670,6 +679,8 @@ impl CudaBackend {
                 I(cols as i32),
                 I(accumulate as i32),
                 I(rpw as i32),
+                P(prefetch.0),
+                Arg::U(prefetch.1 as u64),
             ],
         )
     }
@@ -696,9 +707,16 @@ impl CudaBackend {
             e,
             h,
             false,
+            NO_PREFETCH,
         )?;
         let (_, blocks, scales) = lw.gate_up.kernel_args();
         let (gate_up, down) = (&kk.moe1_gate_up, &kk.moe1_down);
+        let (_, down_blocks, down_scales) = lw.down.kernel_args();
+        let next_qkv = self
+            .w
+            .layers
+            .get(l + 1)
+            .map_or(NO_PREFETCH, |n| (n.qkv.ptr, n.qkv.bytes()));
         let ppw = self.rows_per_warp(gate_up, expert_smem(h), inter * k);
         g.launch(
             gate_up,
@@ -720,6 +738,8 @@ impl CudaBackend {
                 I(inter as i32),
                 F(cfg.swiglu_limit),
                 I(ppw as i32),
+                P(down_blocks),
+                P(down_scales),
             ],
         )?;
         let (_, blocks, scales) = lw.down.kernel_args();
@@ -743,6 +763,9 @@ impl CudaBackend {
                 I(h as i32),
                 I(inter as i32),
                 I(rpw as i32),
+                // The next layer's q/k/v weights, next.
+                P(next_qkv.0),
+                Arg::U(next_qkv.1 as u64),
             ],
         )
     }
@@ -1048,6 +1071,7 @@ impl CudaBackend {
                 vocab,
                 h,
                 false,
+                NO_PREFETCH,
             );
         }
         if start == 0 {

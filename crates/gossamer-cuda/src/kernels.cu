@@ -671,6 +671,33 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
     return v;
 }
 
+// Asks L2 for share `part` of `parts` of [p, p + bytes): a batch-1 kernel fetches the next
+// kernel's weights this way, so that memory keeps streaming across the gap between kernels
+// and the next kernel's loads find L2 (Hopper's bulk prefetch; nothing before sm_90).
+__device__ __forceinline__ void prefetch_share(const u8* p, u64 bytes, u64 part, u64 parts) {
+#if __CUDA_ARCH__ >= 900
+    if (!p || bytes == 0) return;
+    const u64 chunk = 16384;
+    u64 per = ((bytes + parts - 1) / parts + chunk - 1) / chunk * chunk;
+    u64 start = part * per;
+    if (start >= bytes) return;
+    u64 len = min(per, bytes - start);
+    for (u64 off = threadIdx.x * chunk; off < len; off += (u64)blockDim.x * chunk) {
+        u32 n = (u32)min(chunk, len - off) & ~15u;
+        if (n)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + start + off), "r"(n)
+                         : "memory");
+    }
+#endif
+}
+
+// This block's share of a prefetch spread over the whole grid.
+__device__ __forceinline__ void prefetch_grid(const u8* p, u64 bytes) {
+    u64 parts = (u64)gridDim.x * gridDim.y * gridDim.z;
+    u64 part = ((u64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+    prefetch_share(p, bytes, part, parts);
+}
+
 // xs = x (RMSNorm'd with `gain` when given) for one token. Ends with a barrier. Every
 // value a thread needs (cols ≤ STAGE_PER_THREAD · blockDim: 4096 with 128 threads) is loaded at once, so staging
 // costs one memory round trip rather than one per loop iteration.
@@ -748,12 +775,13 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
 }
 
 // y = W·x (+ bias) for one token; grid ceil(rows / (4·rows_per_warp)), block 128, dynamic
-// shared cols floats. CH = ceil(cols / 256).
+// shared cols floats. CH = ceil(cols / 256). [pf, pf + pf_bytes) is prefetched into L2.
 #define GEMV1(CH)                                                                          \
     extern "C" __global__ void __launch_bounds__(128) gemv1_bf16_##CH(                     \
         const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y, \
-        int rows, int cols, int accumulate, int rows_per_warp) {                            \
+        int rows, int cols, int accumulate, int rows_per_warp, const u8* pf, u64 pf_bytes) {  \
         extern __shared__ float xs[];                                                       \
+        prefetch_grid(pf, pf_bytes);                                                        \
         stage1(x, gain, eps, cols, xs, false);                                              \
         int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);                       \
         int r0 = gw * rows_per_warp, r1 = min(rows, r0 + rows_per_warp);                    \
@@ -829,15 +857,22 @@ __device__ __forceinline__ void route1(const float* logits, int experts, int k, 
 
 // act[j, i] = SwiGLU of routed expert j's gate/up rows (2i, 2i+1) on the normalised token.
 // grid (ceil(inter / (4·pairs_per_warp)), k), block 128.
-extern "C" __global__ void __launch_bounds__(128) moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias,
-                                  const float* x, const u16* gain, float eps,
-                                  const float* router_logits, int experts, int k, float* act,
-                                  int h, int inter, float limit, int pairs_per_warp) {
+extern "C" __global__ void __launch_bounds__(128)
+moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x,
+             const u16* gain, float eps, const float* router_logits, int experts, int k,
+             float* act, int h, int inter, float limit, int pairs_per_warp,
+             const u8* down_blocks, const u8* down_scales) {
     extern __shared__ float xs[];
     __shared__ int sel_e[32];
     __shared__ float sel_w[32];
     __shared__ float lut[16];
     route1(router_logits, experts, k, sel_e, sel_w, lut);
+    {
+        // The down kernel's rows of this expert, shared among this expert's blocks.
+        u64 e = sel_e[blockIdx.y], rows = (u64)h * inter;
+        prefetch_share(down_blocks + e * rows / 2, rows / 2, blockIdx.x, gridDim.x);
+        prefetch_share(down_scales + e * rows / 32, rows / 32, blockIdx.x, gridDim.x);
+    }
     stage1(x, gain, eps, h, xs, true);
     float xr[MB][32];
     load_blocks(xs, h / 32, xr);
@@ -862,15 +897,16 @@ extern "C" __global__ void __launch_bounds__(128) moe1_gate_up(const u8* blocks,
 // group then adds Σ_j weight_j · y[j, r] to the residual x in routing order (so the sum is
 // the same whichever block finishes last). grid (ceil(h / (4·rows_per_warp)), k), block
 // 128; `counters` (one per row group) start and end at 0.
-extern "C" __global__ void __launch_bounds__(128) moe1_down(const u8* blocks, const u8* scales, const u16* bias,
-                               const float* act, const float* router_logits, int experts,
-                               int k, float* y, float* x, int* counters, int h, int inter,
-                               int rows_per_warp) {
+extern "C" __global__ void __launch_bounds__(128)
+moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
+          const float* router_logits, int experts, int k, float* y, float* x, int* counters,
+          int h, int inter, int rows_per_warp, const u8* pf, u64 pf_bytes) {
     extern __shared__ float xs[];
     __shared__ int sel_e[32];
     __shared__ float sel_w[32];
     __shared__ float lut[16];
     __shared__ int last;
+    prefetch_grid(pf, pf_bytes);
     route1(router_logits, experts, k, sel_e, sel_w, lut);
     int j = blockIdx.y, e = sel_e[j];
     stage1(act + (u64)j * inter, 0, 0.f, inter, xs, true);
@@ -922,12 +958,14 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
                                             const u16* sinks, const float* inv_freq,
                                             float concentration, float* out, float* partial,
                                             int* counters, int layer, int layers, int heads,
-                                            int kv_heads, int window, float scale) {
+                                            int kv_heads, int window, float scale,
+                                            const u8* pf, u64 pf_bytes) {
     __shared__ float ks[PAGE][HEAD_DIM + 1];
     __shared__ float vs[PAGE][HEAD_DIM];
     __shared__ float qs[32][HEAD_DIM];
     __shared__ float cs[HEAD_DIM / 2], sn[HEAD_DIM / 2];
     __shared__ int last;
+    prefetch_grid(pf, pf_bytes);
     int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     int group = heads / kv_heads;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
