@@ -263,8 +263,10 @@ gemv_bf16(const u16* w, const u16* bias, const float* x, const u16* gain, float 
 // ---------------------------------------------------------------------------------------
 // One token's top-k experts by a whole warp: each lane holds experts lane, lane + 32, ...;
 // k rounds of a shuffle argmax (highest logit, lowest index on ties, NaN never wins), then
-// a softmax over the chosen logits. Lane 0 writes out_e[j], out_w[j].
+// a softmax over the chosen logits. Lane 0 writes out_e[j], out_w[j]. k ≤ MAX_TOPK, and
+// every array index is a compile-time constant so nothing goes to local memory.
 #define MAX_EXPERTS_PER_LANE 8
+#define MAX_TOPK 8
 __device__ void topk_warp(const float* logits, int experts, int k, int* out_e, float* out_w) {
     int lane = threadIdx.x & 31;
     float v[MAX_EXPERTS_PER_LANE];
@@ -274,36 +276,46 @@ __device__ void topk_warp(const float* logits, int experts, int k, int* out_e, f
         v[q] = e < experts ? logits[e] : -INFINITY;
         if (v[q] != v[q]) v[q] = -INFINITY;
     }
-    float chosen_v[32];
-    int chosen_e[32];
+    float chosen_v[MAX_TOPK];
+    int chosen_e[MAX_TOPK];
     u32 taken = 0;  // bit q: expert lane + 32q already chosen
-    for (int j = 0; j < k; j++) {
-        float bv = -INFINITY;
-        int be = 1 << 30;
 #pragma unroll
-        for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
-            int e = lane + 32 * q;
-            bool better = v[q] > bv || (v[q] == bv && e < be);
-            if (e < experts && !(taken >> q & 1u) && better) { bv = v[q]; be = e; }
-        }
+    for (int j = 0; j < MAX_TOPK; j++) {
+        chosen_v[j] = -INFINITY;
+        chosen_e[j] = 0;
+        if (j < k) {
+            float bv = -INFINITY;
+            int be = 1 << 30;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oe = __shfl_xor_sync(0xffffffffu, be, o);
-            if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
+            for (int q = 0; q < MAX_EXPERTS_PER_LANE; q++) {
+                int e = lane + 32 * q;
+                bool better = v[q] > bv || (v[q] == bv && e < be);
+                if (e < experts && !(taken >> q & 1u) && better) { bv = v[q]; be = e; }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+                int oe = __shfl_xor_sync(0xffffffffu, be, o);
+                if (ov > bv || (ov == bv && oe < be)) { bv = ov; be = oe; }
+            }
+            chosen_v[j] = bv;
+            chosen_e[j] = be;
+            if ((be & 31) == lane) taken |= 1u << (be >> 5);
         }
-        chosen_v[j] = bv;
-        chosen_e[j] = be;
-        if ((be & 31) == lane) taken |= 1u << (be >> 5);
     }
     if (lane == 0) {
         float mx = chosen_v[0], total = 0.f;
-        for (int j = 1; j < k; j++) mx = fmaxf(mx, chosen_v[j]);
-        for (int j = 0; j < k; j++) { chosen_v[j] = expf(chosen_v[j] - mx); total += chosen_v[j]; }
-        for (int j = 0; j < k; j++) {
-            out_e[j] = chosen_e[j];
-            out_w[j] = chosen_v[j] / total;
-        }
+#pragma unroll
+        for (int j = 1; j < MAX_TOPK; j++) if (j < k) mx = fmaxf(mx, chosen_v[j]);
+#pragma unroll
+        for (int j = 0; j < MAX_TOPK; j++)
+            if (j < k) { chosen_v[j] = expf(chosen_v[j] - mx); total += chosen_v[j]; }
+#pragma unroll
+        for (int j = 0; j < MAX_TOPK; j++)
+            if (j < k) {
+                out_e[j] = chosen_e[j];
+                out_w[j] = chosen_v[j] / total;
+            }
     }
 }
 
@@ -743,16 +755,27 @@ __device__ void stage1(const float* x, const u16* gain, float eps, int cols, flo
 // shared memory (registers stay few, so many warps hide the latency) and the products go
 // to four independent sums (no single long dependency chain).
 template <int CH>
+__device__ __forceinline__ void load_row_bf16(const u16* row, int cols, uint4* wv) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int col = 256 * c + 8 * lane;
+        wv[c] = col < cols ? ld_stream(row + col) : make_uint4(0, 0, 0, 0);
+    }
+}
+
+// (`first`: row r0's weights, already loaded.)
+template <int CH>
 __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float* y, int cols,
-                          int r0, int r1, int accumulate) {
+                          int r0, int r1, int accumulate, const uint4* first) {
     int lane = threadIdx.x & 31;
     for (int r = r0; r < r1; r++) {
-        const u16* row = w + (u64)r * cols;
         uint4 wv[CH];
+        if (r == r0) {
 #pragma unroll
-        for (int c = 0; c < CH; c++) {
-            int col = 256 * c + 8 * lane;
-            wv[c] = col < cols ? ld_stream(row + col) : make_uint4(0, 0, 0, 0);
+            for (int c = 0; c < CH; c++) wv[c] = first[c];
+        } else {
+            load_row_bf16<CH>(w + (u64)r * cols, cols, wv);
         }
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
@@ -782,10 +805,12 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
         int rows, int cols, int accumulate, int rows_per_warp, const u8* pf, u64 pf_bytes) {  \
         extern __shared__ float xs[];                                                       \
         prefetch_grid(pf, pf_bytes);                                                        \
-        stage1(x, gain, eps, cols, xs, false);                                              \
         int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);                       \
         int r0 = gw * rows_per_warp, r1 = min(rows, r0 + rows_per_warp);                    \
-        rows_bf16<CH>(w, bias, xs, y, cols, r0, r1, accumulate);                            \
+        uint4 first[CH];                                                                    \
+        if (r0 < r1) load_row_bf16<CH>(w + (u64)r0 * cols, cols, first);                    \
+        stage1(x, gain, eps, cols, xs, false);                                              \
+        rows_bf16<CH>(w, bias, xs, y, cols, r0, r1, accumulate, first);                     \
     }
 GEMV1(12)
 GEMV1(16)
@@ -835,13 +860,13 @@ __device__ __forceinline__ void mxfp4_rows2_lane(const u8* blocks0, const u8* sc
 #pragma unroll
         for (int c = 0; c < MB; c++) {
             u32 words[4] = {wv[r][c].x, wv[r][c].y, wv[r][c].z, wv[r][c].w};
-            float part = 0.f;
+            float part[4] = {0.f, 0.f, 0.f, 0.f};  // independent chains
 #pragma unroll
             for (int q = 0; q < 4; q++)
 #pragma unroll
                 for (int nib = 0; nib < 8; nib++)
-                    part += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
-            acc += part * e8m0(sc[r][c]);
+                    part[q] += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
+            acc += ((part[0] + part[1]) + (part[2] + part[3])) * e8m0(sc[r][c]);
         }
         if (r == 0) *out0 = acc; else *out1 = acc;
     }
@@ -947,6 +972,272 @@ moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
     }
 }
 
+
+// ---------------------------------------------------------------------------------------
+// Batch-1 products with their rows fetched whole: each block copies its contiguous range of
+// rows into shared memory with one bulk copy (Hopper's copy engine, completing on an
+// mbarrier; a plain cooperative copy elsewhere) while it stages the input, then computes
+// from shared memory. A kernel then costs about one memory round trip plus the transfer,
+// with far more bytes in flight per multiprocessor than registers allow.
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+
+// Starts copying `parts` byte ranges into shared memory (tid 0 issues them); `bar_wait`
+// (every thread) returns once they have landed. Falls back to a cooperative copy when the
+// copy engine is absent or a range is not 16-byte aligned.
+struct Fetch {
+    const void* src[2];
+    void* dst[2];
+    u32 bytes[2];
+};
+
+__device__ void fetch_start(const Fetch& f, int parts, u64* bar, bool* bulk) {
+    bool aligned = true;
+    for (int i = 0; i < parts; i++)
+        aligned &= (((u64)f.src[i] | (u64)f.dst[i] | f.bytes[i]) & 15) == 0;
+#if __CUDA_ARCH__ >= 900
+    if (aligned) {
+        if (threadIdx.x == 0) {
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            u32 total = 0;
+            for (int i = 0; i < parts; i++) total += f.bytes[i];
+            asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)),
+                         "r"(total)
+                         : "memory");
+            for (int i = 0; i < parts; i++)
+                asm volatile(
+                    "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                        smem_addr(f.dst[i])),
+                    "l"(f.src[i]), "r"(f.bytes[i]), "r"(smem_addr(bar))
+                    : "memory");
+        }
+        *bulk = true;
+        return;
+    }
+#endif
+    *bulk = false;
+    for (int i = 0; i < parts; i++) {
+        const u8* s = (const u8*)f.src[i];
+        u8* d = (u8*)f.dst[i];
+        for (u32 o = threadIdx.x; o < f.bytes[i]; o += blockDim.x) d[o] = s[o];
+    }
+}
+
+// Every thread: waits for the copies (the caller has passed a __syncthreads since
+// fetch_start, so the barrier's initialisation is visible).
+__device__ void fetch_wait(u64* bar, bool bulk) {
+#if __CUDA_ARCH__ >= 900
+    if (bulk) {
+        u32 done = 0;
+        while (!done)
+            asm volatile(
+                "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\nselp.u32 %0, 1, 0, p;\n}"
+                : "=r"(done)
+                : "r"(smem_addr(bar))
+                : "memory");
+    }
+#endif
+    __syncthreads();
+}
+
+// y[r] (=, or +=) W[r]·x (+ bias) for rows [r0, r0 + rows_per_block) of a bf16 matrix, x
+// normalised with `gain` when given. grid ceil(rows / rows_per_block), block 128, dynamic
+// shared rows_per_block·cols·2 + cols·4 bytes. [pf, pf + pf_bytes) is prefetched into L2.
+template <int CH>
+__device__ void gemvb_body(const u16* w, const u16* bias, const float* x, const u16* gain,
+                           float eps, float* y, int rows, int cols, int accumulate,
+                           int rows_per_block, const u8* pf, u64 pf_bytes) {
+    extern __shared__ __align__(16) u8 smem[];
+    __shared__ __align__(8) u64 bar;
+    __shared__ bool bulk;
+    u16* ws = (u16*)smem;
+    float* xs = (float*)(smem + (u64)rows_per_block * cols * 2);
+    int r0 = blockIdx.x * rows_per_block, n = min(rows_per_block, rows - r0);
+    Fetch f;
+    f.src[0] = w + (u64)r0 * cols;
+    f.dst[0] = ws;
+    f.bytes[0] = (u32)n * cols * 2;
+    if (threadIdx.x == 0) fetch_start(f, 1, &bar, &bulk);
+    prefetch_grid(pf, pf_bytes);
+    stage1(x, gain, eps, cols, xs, false);  // ends with a barrier
+    if (!bulk && threadIdx.x != 0) fetch_start(f, 1, &bar, &bulk);  // cooperative fallback
+    fetch_wait(&bar, bulk);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int i = warp; i < n; i += warps) {
+        const u16* row = ws + (u64)i * cols;
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            int col = 256 * c + 8 * lane;
+            if (col < cols) {
+                uint4 wv = *(const uint4*)(row + col);
+                float4 a = *(const float4*)(xs + col), b = *(const float4*)(xs + col + 4);
+                float fw[8];
+                unpack_bf16x8(wv, fw);
+                acc[(2 * c) & 3] += fw[0] * a.x + fw[1] * a.y + fw[2] * a.z + fw[3] * a.w;
+                acc[(2 * c + 1) & 3] += fw[4] * b.x + fw[5] * b.y + fw[6] * b.z + fw[7] * b.w;
+            }
+        }
+        float v = warp_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        if (lane == 0) {
+            int r = r0 + i;
+            v += bias ? bf(bias[r]) : 0.f;
+            y[r] = accumulate ? y[r] + v : v;
+        }
+    }
+}
+
+#define GEMVB(CH)                                                                           \
+    extern "C" __global__ void __launch_bounds__(128) gemvb_bf16_##CH(                      \
+        const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y, \
+        int rows, int cols, int accumulate, int rows_per_block, const u8* pf, u64 pf_bytes) { \
+        gemvb_body<CH>(w, bias, x, gain, eps, y, rows, cols, accumulate, rows_per_block, pf, \
+                       pf_bytes);                                                           \
+    }
+GEMVB(12)
+GEMVB(16)
+
+// Partial dot of an MXFP4 row held in shared memory (nb blocks) with the lane's inputs.
+__device__ __forceinline__ float mxfp4_row_smem(const u8* blocks, const u8* scales, int nb,
+                                                const float* lut, float (*xr)[32]) {
+    int lane = threadIdx.x & 31;
+    float acc = 0.f;
+#pragma unroll
+    for (int c = 0; c < MB; c++) {
+        int b = lane + 32 * c;
+        if (b < nb) {
+            uint4 wv = *(const uint4*)(blocks + 16 * b);
+            u32 words[4] = {wv.x, wv.y, wv.z, wv.w};
+            float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+#pragma unroll
+                for (int nib = 0; nib < 8; nib++)
+                    part[q] += lut[(words[q] >> (4 * nib)) & 15u] * xr[c][8 * q + nib];
+            acc += ((part[0] + part[1]) + (part[2] + part[3])) * e8m0(scales[b]);
+        }
+    }
+    return acc;
+}
+
+// Dynamic shared memory of the bulk expert kernels: R rows of blocks and scales, then the
+// staged input (cols floats). Must match `expert_bulk_smem` in backend.rs.
+__device__ __forceinline__ void expert_fetch(const u8* blocks, const u8* scales, int e,
+                                             int rows_total, int r0, int n, int cols, u8* smem,
+                                             int rows_per_block, u64* bar, bool* bulk) {
+    int nb = cols / 32;
+    u64 row = (u64)e * rows_total + r0;
+    Fetch f;
+    f.src[0] = blocks + row * nb * 16;
+    f.dst[0] = smem;
+    f.bytes[0] = (u32)n * nb * 16;
+    f.src[1] = scales + row * nb;
+    f.dst[1] = smem + (u64)rows_per_block * nb * 16;
+    f.bytes[1] = (u32)n * nb;
+    fetch_start(f, 2, bar, bulk);
+}
+
+// act[j, i] = SwiGLU(gate row 2i, up row 2i + 1) of routed expert j for the pairs of rows
+// [r0, r0 + rows_per_block) (rows_per_block even and a multiple of 16).
+// grid (ceil(2·inter / rows_per_block), k), block 128.
+extern "C" __global__ void __launch_bounds__(128)
+moeb_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x,
+             const u16* gain, float eps, const float* router_logits, int experts, int k,
+             float* act, int h, int inter, float limit, int rows_per_block,
+             const u8* down_blocks, const u8* down_scales) {
+    extern __shared__ __align__(16) u8 smem[];
+    __shared__ __align__(8) u64 bar;
+    __shared__ bool bulk;
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    __shared__ float lut[16];
+    route1(router_logits, experts, k, sel_e, sel_w, lut);  // ends with a barrier
+    int j = blockIdx.y, e = sel_e[j];
+    int nb = h / 32, rows = 2 * inter;
+    int r0 = blockIdx.x * rows_per_block, n = min(rows_per_block, rows - r0);
+    if (threadIdx.x == 0)
+        expert_fetch(blocks, scales, e, rows, r0, n, h, smem, rows_per_block, &bar, &bulk);
+    {
+        u64 rows_down = (u64)h * inter;
+        prefetch_share(down_blocks + e * rows_down / 2, rows_down / 2, blockIdx.x, gridDim.x);
+        prefetch_share(down_scales + e * rows_down / 32, rows_down / 32, blockIdx.x, gridDim.x);
+    }
+    float* xs = (float*)(smem + (u64)rows_per_block * nb * 17);
+    stage1(x, gain, eps, h, xs, true);
+    if (!bulk && threadIdx.x != 0)
+        expert_fetch(blocks, scales, e, rows, r0, n, h, smem, rows_per_block, &bar, &bulk);
+    float xr[MB][32];
+    load_blocks(xs, nb, xr);
+    fetch_wait(&bar, bulk);
+    const u8* bs = smem;
+    const u8* ss = smem + (u64)rows_per_block * nb * 16;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int p = warp; 2 * p < n; p += warps) {
+        float g = warp_sum(mxfp4_row_smem(bs + (u64)(2 * p) * nb * 16, ss + (u64)(2 * p) * nb,
+                                          nb, lut, xr));
+        float u = warp_sum(mxfp4_row_smem(bs + (u64)(2 * p + 1) * nb * 16,
+                                          ss + (u64)(2 * p + 1) * nb, nb, lut, xr));
+        if (lane == 0) {
+            u64 r = (u64)e * rows + r0 + 2 * p;
+            act[(u64)j * inter + (r0 / 2 + p)] =
+                swiglu(g + bf(bias[r]), u + bf(bias[r + 1]), limit);
+        }
+    }
+}
+
+// y[j, r] = routed expert j's down row r · act[j] + bias for rows [r0, r0 + rows_per_block);
+// the last of the k blocks of a row range then adds Σ_j weight_j · y[j, r] to the residual
+// in routing order. grid (ceil(h / rows_per_block), k), block 128; counters start and end 0.
+extern "C" __global__ void __launch_bounds__(128)
+moeb_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
+          const float* router_logits, int experts, int k, float* y, float* x, int* counters,
+          int h, int inter, int rows_per_block, const u8* pf, u64 pf_bytes) {
+    extern __shared__ __align__(16) u8 smem[];
+    __shared__ __align__(8) u64 bar;
+    __shared__ bool bulk;
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    __shared__ float lut[16];
+    __shared__ int last;
+    route1(router_logits, experts, k, sel_e, sel_w, lut);
+    int j = blockIdx.y, e = sel_e[j];
+    int nb = inter / 32;
+    int r0 = blockIdx.x * rows_per_block, n = min(rows_per_block, h - r0);
+    if (threadIdx.x == 0)
+        expert_fetch(blocks, scales, e, h, r0, n, inter, smem, rows_per_block, &bar, &bulk);
+    prefetch_grid(pf, pf_bytes);
+    float* xs = (float*)(smem + (u64)rows_per_block * nb * 17);
+    stage1(act + (u64)j * inter, 0, 0.f, inter, xs, true);
+    if (!bulk && threadIdx.x != 0)
+        expert_fetch(blocks, scales, e, h, r0, n, inter, smem, rows_per_block, &bar, &bulk);
+    float xr[MB][32];
+    load_blocks(xs, nb, xr);
+    fetch_wait(&bar, bulk);
+    const u8* bs = smem;
+    const u8* ss = smem + (u64)rows_per_block * nb * 16;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int i = warp; i < n; i += warps) {
+        float v = warp_sum(mxfp4_row_smem(bs + (u64)i * nb * 16, ss + (u64)i * nb, nb, lut, xr));
+        if (lane == 0) y[(u64)j * h + r0 + i] = v + bf(bias[(u64)e * h + r0 + i]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(&counters[blockIdx.x], 1) == k - 1;
+        if (last) counters[blockIdx.x] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int r = r0 + threadIdx.x; r < r0 + n; r += blockDim.x) {
+        float s = 0.f;
+        for (int q = 0; q < k; q++) s += sel_w[q] * __ldcg(&y[(u64)q * h + r]);
+        x[r] += s;
+    }
+}
 
 // Attention for steps whose sequences each add one token: RoPE, the KV write and the split
 // merge folded in. Block (t, g, z) rotates its group's query heads itself; the block whose

@@ -81,9 +81,13 @@ pub(crate) fn check_shapes(cfg: &ModelConfig) -> Result<(), CudaError> {
             return bad(format!("{what} {v} (must be a multiple of 64)"));
         }
     }
-    if cfg.num_experts_per_tok > 32 || cfg.num_experts_per_tok > cfg.num_local_experts {
+    // MAX_TOPK and MAX_EXPERTS_PER_LANE · 32 in kernels.cu.
+    if cfg.num_experts_per_tok > 8
+        || cfg.num_experts_per_tok > cfg.num_local_experts
+        || cfg.num_local_experts > 256
+    {
         return bad(format!(
-            "{} experts per token of {}",
+            "{} experts per token of {} (at most 8 of 256)",
             cfg.num_experts_per_tok, cfg.num_local_experts
         ));
     }
