@@ -26,10 +26,6 @@ const ATTN_SPLITS: usize = 16;
 /// register footprint still leaves several blocks resident per multiprocessor.
 const B1_THREADS: u32 = 128;
 const B1_WARPS: usize = 4;
-/// Rows per block of the bulk-copy kernels: bf16 products and MXFP4 experts (a multiple of
-/// 16, see kernels.cu).
-const BULK_BF16_ROWS: usize = 8;
-const BULK_EXPERT_ROWS: usize = 32;
 /// No L2 prefetch for the next kernel.
 const NO_PREFETCH: (u64, usize) = (0, 0);
 
@@ -97,9 +93,6 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// The batch-1 kernels fit this model (MXFP4 experts, inputs ≤ 3072 wide, q ≤ 4096).
     batch1: bool,
-    /// Their per-layer products fetch each block's rows with the bulk copy engine (Hopper;
-    /// `GOSSAMER_CUDA_NO_BULK=1` takes the register-streaming kernels, to compare).
-    bulk: bool,
 
     state: Mutex<State>,
 }
@@ -153,7 +146,6 @@ impl CudaBackend {
             && cfg.hidden_size <= 3072
             && cfg.intermediate_size <= 3072
             && cfg.q_dim() <= 4096;
-        let bulk = gpu.bulk_copy && std::env::var_os("GOSSAMER_CUDA_NO_BULK").is_none();
         Ok(Arc::new(CudaBackend {
             gpu,
             cfg,
@@ -163,7 +155,6 @@ impl CudaBackend {
             concentration: rope.concentration,
             use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
             batch1,
-            bulk,
 
             state: Mutex::new(State {
                 scratch: None,
@@ -454,7 +445,7 @@ impl CudaBackend {
         let eps = cfg.rms_norm_eps as f32;
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         if plan.one {
-            self.gemv_layer(
+            self.gemv1(
                 lw.qkv.ptr,
                 lw.qkv_bias.ptr,
                 sc.x.ptr,
@@ -526,7 +517,7 @@ impl CudaBackend {
             self.attention_split(sc, l, plan, d, window)?;
         }
         if plan.one {
-            self.gemv_layer(
+            self.gemv1(
                 lw.o.ptr,
                 lw.o_bias.ptr,
                 sc.attn.ptr,
@@ -694,52 +685,6 @@ impl CudaBackend {
         )
     }
 
-    /// [`gemv1`](Self::gemv1) for a layer's products: with the bulk copy engine when there
-    /// is one (rows fetched whole per block), else the register-streaming kernel.
-    #[allow(clippy::too_many_arguments)]
-    fn gemv_layer(
-        &self,
-        w: u64,
-        bias: u64,
-        x: u64,
-        gain: u64,
-        y: u64,
-        rows: usize,
-        cols: usize,
-        accumulate: bool,
-        prefetch: (u64, usize),
-    ) -> Result<(), CudaError> {
-        if !self.bulk {
-            return self.gemv1(w, bias, x, gain, y, rows, cols, accumulate, prefetch);
-        }
-        let g = &self.gpu;
-        let f = if cols <= 12 * 256 {
-            &g.k.gemvb_bf16_12
-        } else {
-            &g.k.gemvb_bf16_16
-        };
-        g.launch(
-            f,
-            (rows.div_ceil(BULK_BF16_ROWS) as u32, 1, 1),
-            (B1_THREADS, 1, 1),
-            BULK_BF16_ROWS * cols * 2 + cols * 4,
-            &[
-                P(w),
-                P(bias),
-                P(x),
-                P(gain),
-                F(self.cfg.rms_norm_eps as f32),
-                P(y),
-                I(rows as i32),
-                I(cols as i32),
-                I(accumulate as i32),
-                I(BULK_BF16_ROWS as i32),
-                P(prefetch.0),
-                Arg::U(prefetch.1 as u64),
-            ],
-        )
-    }
-
     /// The experts of one token with the batch-1 kernels: router logits, gate/up with the
     /// SwiGLU, down with the weighted sum into the residual.
     fn experts_one(&self, sc: &Scratch, l: usize) -> Result<(), CudaError> {
@@ -753,7 +698,7 @@ impl CudaBackend {
         );
         let eps = cfg.rms_norm_eps as f32;
         let logits = sc.partial.ptr;
-        self.gemv_layer(
+        self.gemv1(
             lw.router.ptr,
             lw.router_bias.ptr,
             sc.x.ptr,
@@ -765,9 +710,6 @@ impl CudaBackend {
             NO_PREFETCH,
         )?;
         let (_, blocks, scales) = lw.gate_up.kernel_args();
-        if self.bulk {
-            return self.experts_one_bulk(sc, l, logits);
-        }
         let (gate_up, down) = (&kk.moe1_gate_up, &kk.moe1_down);
         let (_, down_blocks, down_scales) = lw.down.kernel_args();
         let next_qkv = self
@@ -822,73 +764,6 @@ impl CudaBackend {
                 I(inter as i32),
                 I(rpw as i32),
                 // The next layer's q/k/v weights, next.
-                P(next_qkv.0),
-                Arg::U(next_qkv.1 as u64),
-            ],
-        )
-    }
-
-    /// [`experts_one`](Self::experts_one)'s gate/up and down with the bulk-copy kernels.
-    fn experts_one_bulk(&self, sc: &Scratch, l: usize, logits: u64) -> Result<(), CudaError> {
-        let cfg = &self.cfg;
-        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
-        let (h, inter, e, k) = (
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            cfg.num_local_experts,
-            cfg.num_experts_per_tok,
-        );
-        let rows = BULK_EXPERT_ROWS;
-        let (_, blocks, scales) = lw.gate_up.kernel_args();
-        let (_, down_blocks, down_scales) = lw.down.kernel_args();
-        let next_qkv = self
-            .w
-            .layers
-            .get(l + 1)
-            .map_or(NO_PREFETCH, |n| (n.qkv.ptr, n.qkv.bytes()));
-        g.launch(
-            &kk.moeb_gate_up,
-            ((2 * inter).div_ceil(rows) as u32, k as u32, 1),
-            (B1_THREADS, 1, 1),
-            rows * (h / 32) * 17 + h * 4,
-            &[
-                P(blocks),
-                P(scales),
-                P(lw.gate_up_bias.ptr),
-                P(sc.x.ptr),
-                P(lw.mlp_norm.ptr),
-                F(cfg.rms_norm_eps as f32),
-                P(logits),
-                I(e as i32),
-                I(k as i32),
-                P(sc.act.ptr),
-                I(h as i32),
-                I(inter as i32),
-                F(cfg.swiglu_limit),
-                I(rows as i32),
-                P(down_blocks),
-                P(down_scales),
-            ],
-        )?;
-        g.launch(
-            &kk.moeb_down,
-            (h.div_ceil(rows) as u32, k as u32, 1),
-            (B1_THREADS, 1, 1),
-            rows * (inter / 32) * 17 + inter * 4,
-            &[
-                P(down_blocks),
-                P(down_scales),
-                P(lw.down_bias.ptr),
-                P(sc.act.ptr),
-                P(logits),
-                I(e as i32),
-                I(k as i32),
-                P(sc.ypairs.ptr),
-                P(sc.x.ptr),
-                P(sc.moe_counters.ptr),
-                I(h as i32),
-                I(inter as i32),
-                I(rows as i32),
                 P(next_qkv.0),
                 Arg::U(next_qkv.1 as u64),
             ],

@@ -38,10 +38,6 @@ pub(crate) struct Kernels {
     pub gemv1_bf16_16: CudaFunction,
     pub moe1_gate_up: CudaFunction,
     pub moe1_down: CudaFunction,
-    pub gemvb_bf16_12: CudaFunction,
-    pub gemvb_bf16_16: CudaFunction,
-    pub moeb_gate_up: CudaFunction,
-    pub moeb_down: CudaFunction,
 
     pub attention: CudaFunction,
     pub copy16: CudaFunction,
@@ -96,8 +92,6 @@ pub(crate) struct Gpu {
     /// Kernel names by function handle, for the profiler.
     names: std::collections::HashMap<usize, &'static str>,
     pub profiler: Option<crate::profile::Profiler>,
-    /// Hopper's bulk copy engine is there (compute capability 9 and later).
-    pub bulk_copy: bool,
 }
 
 impl Gpu {
@@ -157,10 +151,6 @@ impl Gpu {
             gemv1_bf16_16: f("gemv1_bf16_16")?,
             moe1_gate_up: f("moe1_gate_up")?,
             moe1_down: f("moe1_down")?,
-            gemvb_bf16_12: f("gemvb_bf16_12")?,
-            gemvb_bf16_16: f("gemvb_bf16_16")?,
-            moeb_gate_up: f("moeb_gate_up")?,
-            moeb_down: f("moeb_down")?,
 
             attention: f("attention")?,
             copy16: f("copy16")?,
@@ -173,10 +163,6 @@ impl Gpu {
             &k.gemv1_bf16_16,
             &k.moe1_gate_up,
             &k.moe1_down,
-            &k.gemvb_bf16_12,
-            &k.gemvb_bf16_16,
-            &k.moeb_gate_up,
-            &k.moeb_down,
         ] {
             func.set_attribute(
                 drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -199,7 +185,6 @@ impl Gpu {
             staging: std::sync::Mutex::new(None),
             names: names.into_inner(),
             profiler: crate::profile::Profiler::from_env(),
-            bulk_copy: major >= 9,
         })
     }
 
