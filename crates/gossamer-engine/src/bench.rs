@@ -85,11 +85,17 @@ pub fn run(
     }
 
     // Warm-up: fault in every weight page (as llama-bench's warm-up run and mmap prefetch
-    // do), then one short pass for the allocator.
+    // do), then one pass of the test's own shapes (a GPU sizes its buffers and picks its
+    // product algorithms on first sight of a shape, as the allocator does here).
     model.prefault();
     {
-        let mut cache = model.new_cache();
-        model.forward(&tokens(4, vocab, p.seed ^ 3), &mut cache, Logits::Last)?;
+        let mut cache = filled.clone();
+        let warm = if prompt.is_empty() {
+            tokens(4, vocab, p.seed ^ 3)
+        } else {
+            prompt.clone()
+        };
+        model.forward(&warm, &mut cache, Logits::Last)?;
         model.forward(&[1], &mut cache, Logits::Last)?;
     }
 
