@@ -247,6 +247,15 @@ fn bad_input_gives_one_error_line() {
     ]);
     assert_eq!(line, "error: the original layout stores MXFP4 experts only");
 
+    // A GPU that cannot be used (no `cuda` feature, or no driver here) is one clear line.
+    let line = err_line(&[
+        "--device", "cuda", "score", "--model", m, "--tokens", "1,2", "--json",
+    ]);
+    assert!(
+        line.contains("built without CUDA support") || line.contains("cannot run on cuda:0"),
+        "{line}"
+    );
+
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let line = err_line(&["inspect", "--model", m]);
     assert_eq!(

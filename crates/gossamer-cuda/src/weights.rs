@@ -193,3 +193,29 @@ impl DeviceWeights {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn official_shapes_pass_and_others_are_refused_by_name() {
+        let cfg = ModelConfig::gpt_oss_20b();
+        check_shapes(&cfg).unwrap();
+        let mut wide = cfg.clone();
+        wide.head_dim = 128;
+        assert!(check_shapes(&wide)
+            .unwrap_err()
+            .to_string()
+            .contains("head_dim 128"));
+        let mut odd = cfg.clone();
+        odd.hidden_size = 2880 + 32;
+        assert!(check_shapes(&odd)
+            .unwrap_err()
+            .to_string()
+            .contains("hidden_size 2912"));
+        let mut many = cfg;
+        many.num_experts_per_tok = 16;
+        assert!(check_shapes(&many).is_err());
+    }
+}
