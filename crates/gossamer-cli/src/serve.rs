@@ -59,8 +59,15 @@ pub fn run(a: ServeArgs, precision: Precision, yes: bool) -> Result<()> {
     let ck = crate::open(&resolved.dir)?;
     let mut model = crate::device::load_model(&ck)?;
     model.set_precision(precision);
-    // Every answer is the same whatever else shares its steps.
+    // Every answer is the same whatever else shares its steps (on the CPU; the CUDA
+    // kernels differ with the step's size, docs/cuda.md).
     model.set_batch_invariant(true);
+    if model.device() != "cpu" {
+        tracing::warn!(
+            device = %model.device(),
+            "answers on the GPU may differ in the last bits with what shares their steps"
+        );
+    }
     let model_max = model.config().max_position_embeddings;
     let context = a.context.unwrap_or(8192).min(model_max);
     let model_id = a.served_model_name.unwrap_or(resolved.name);
