@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 
 use gossamer_checkpoint::{AttentionKind, Checkpoint, ModelConfig};
-use gossamer_kernels::rope::{Rope, YarnParams};
 use gossamer_model::{Accelerator, Logits, ModelError, Step};
 
 use crate::device::{Arg, Buf, Gpu};
@@ -109,16 +108,7 @@ impl CudaBackend {
         crate::weights::check_shapes(&cfg)?;
         let gpu = Arc::new(Gpu::open(opts.ordinal)?);
         let w = DeviceWeights::upload(&gpu, ck, progress)?;
-        let rope = Rope::new(&YarnParams {
-            head_dim: cfg.head_dim,
-            theta: cfg.rope.theta,
-            factor: cfg.rope.factor,
-            beta_fast: cfg.rope.beta_fast,
-            beta_slow: cfg.rope.beta_slow,
-            original_max_position_embeddings: cfg.rope.original_max_position_embeddings,
-            truncate: cfg.rope.truncate,
-            attention_factor: cfg.rope.attention_factor,
-        });
+        let rope = gossamer_model::rope_for(&cfg);
         let inv_freq = gpu.upload(&f32_bytes(&rope.inv_freq))?;
         let layers = cfg.num_hidden_layers;
         let block_bytes = layers * 2 * crate::kv::PAGE * cfg.kv_dim() * 4;

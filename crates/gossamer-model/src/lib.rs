@@ -11,5 +11,5 @@ mod model;
 pub mod profile;
 
 pub use cache::{DeviceCache, KvCache};
-pub use model::{Accelerator, GptOss, Logits, ModelError, Precision, Step};
+pub use model::{rope_for, Accelerator, GptOss, Logits, ModelError, Precision, Step};
 pub use profile::{Op, OpTimes, Profile};

@@ -85,16 +85,7 @@ pub struct GptOss {
 impl GptOss {
     pub fn new(ckpt: &Checkpoint) -> GptOss {
         let cfg = ckpt.config.clone();
-        let rope = Rope::new(&YarnParams {
-            head_dim: cfg.head_dim,
-            theta: cfg.rope.theta,
-            factor: cfg.rope.factor,
-            beta_fast: cfg.rope.beta_fast,
-            beta_slow: cfg.rope.beta_slow,
-            original_max_position_embeddings: cfg.rope.original_max_position_embeddings,
-            truncate: cfg.rope.truncate,
-            attention_factor: cfg.rope.attention_factor,
-        });
+        let rope = rope_for(&cfg);
         let sinks = ckpt
             .weights
             .layers
@@ -524,6 +515,20 @@ impl GptOss {
             out
         })
     }
+}
+
+/// The model's rotary embedding (YaRN-scaled), as every backend computes it.
+pub fn rope_for(cfg: &ModelConfig) -> Rope {
+    Rope::new(&YarnParams {
+        head_dim: cfg.head_dim,
+        theta: cfg.rope.theta,
+        factor: cfg.rope.factor,
+        beta_fast: cfg.rope.beta_fast,
+        beta_slow: cfg.rope.beta_slow,
+        original_max_position_embeddings: cfg.rope.original_max_position_embeddings,
+        truncate: cfg.rope.truncate,
+        attention_factor: cfg.rope.attention_factor,
+    })
 }
 
 fn project(lin: &Linear, x: &[f32], n: usize, precision: Precision, invariant: bool) -> Vec<f32> {
