@@ -254,41 +254,13 @@ impl CudaBackend {
         tables: &[Vec<u32>],
     ) -> Result<Vec<Vec<f32>>, CudaError> {
         let cfg = &self.cfg;
-        let n: usize = steps.iter().map(|s| s.tokens.len()).sum();
-        // The step's integers, one upload: tokens, positions, each token's block-table
-        // offset, the rows that need logits, the block tables.
-        let mut meta: Vec<i32> =
-            Vec::with_capacity(4 * n + tables.iter().map(Vec::len).sum::<usize>());
-        let mut pos = Vec::with_capacity(n);
-        let mut table_at = Vec::with_capacity(n);
-        let mut wanted = Vec::new();
-        let mut counts = Vec::with_capacity(steps.len());
-        let mut table_offset = 0usize;
-        let mut row = 0usize;
-        for (i, s) in steps.iter().enumerate() {
-            meta.extend(s.tokens.iter().map(|&t| t as i32));
-            let len = s.tokens.len();
-            for j in 0..len {
-                pos.push((lens[i] + j) as i32);
-                table_at.push(table_offset as i32);
-            }
-            let rows = match s.logits {
-                Logits::Last => row + len - 1..row + len,
-                Logits::All => row..row + len,
-                Logits::None => row..row,
-            };
-            counts.push(rows.len());
-            wanted.extend(rows.map(|r| r as i32));
-            row += len;
-            table_offset += tables[i].len();
-        }
-        let m = wanted.len();
-        meta.extend(&pos);
-        meta.extend(&table_at);
-        meta.extend(&wanted);
-        for t in tables {
-            meta.extend(t.iter().map(|&b| b as i32));
-        }
+        let shape: Vec<(&[u32], Logits)> = steps.iter().map(|s| (s.tokens, s.logits)).collect();
+        let StepMeta {
+            ints: meta,
+            n,
+            m,
+            counts,
+        } = StepMeta::pack(&shape, lens, tables);
         self.ensure_scratch(state, n, meta.len())?;
         self.ensure_logits(state, m)?;
         let sc = state.scratch.as_ref().expect("ensured");
@@ -1237,6 +1209,58 @@ struct Plan {
     one: bool,
 }
 
+/// A step's integers, uploaded at once: tokens `[n]`, positions `[n]`, each token's offset
+/// into the block tables `[n]`, the rows that need logits `[m]`, then every sequence's block
+/// table. The kernels read them through [`StepPointers`].
+#[derive(Debug, PartialEq, Eq)]
+struct StepMeta {
+    ints: Vec<i32>,
+    n: usize,
+    m: usize,
+    /// Logit rows per sequence.
+    counts: Vec<usize>,
+}
+
+impl StepMeta {
+    /// `steps`: each sequence's new tokens and which logits it wants; `lens`: its cached
+    /// positions; `tables`: its blocks.
+    fn pack(steps: &[(&[u32], Logits)], lens: &[usize], tables: &[Vec<u32>]) -> StepMeta {
+        let n: usize = steps.iter().map(|s| s.0.len()).sum();
+        let mut ints: Vec<i32> =
+            Vec::with_capacity(4 * n + tables.iter().map(Vec::len).sum::<usize>());
+        let mut pos = Vec::with_capacity(n);
+        let mut table_at = Vec::with_capacity(n);
+        let mut wanted = Vec::new();
+        let mut counts = Vec::with_capacity(steps.len());
+        let (mut table_offset, mut row) = (0usize, 0usize);
+        for (i, (tokens, logits)) in steps.iter().enumerate() {
+            ints.extend(tokens.iter().map(|&t| t as i32));
+            let len = tokens.len();
+            for j in 0..len {
+                pos.push((lens[i] + j) as i32);
+                table_at.push(table_offset as i32);
+            }
+            let rows = match logits {
+                Logits::Last => row + len - 1..row + len,
+                Logits::All => row..row + len,
+                Logits::None => row..row,
+            };
+            counts.push(rows.len());
+            wanted.extend(rows.map(|r| r as i32));
+            row += len;
+            table_offset += tables[i].len();
+        }
+        let m = wanted.len();
+        ints.extend(&pos);
+        ints.extend(&table_at);
+        ints.extend(&wanted);
+        for t in tables {
+            ints.extend(t.iter().map(|&b| b as i32));
+        }
+        StepMeta { ints, n, m, counts }
+    }
+}
+
 /// Where this step's integers sit in the uploaded metadata.
 struct StepPointers {
     tokens: u64,
@@ -1277,5 +1301,37 @@ impl Accelerator for CudaBackend {
 
     fn forward_batch(&self, steps: &mut [Step]) -> Result<Vec<Vec<f32>>, ModelError> {
         Ok(self.step(steps)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout `rope_store`, `attention*` and `gather_rows` read: two sequences, one
+    /// continuing at position 40 with two tokens (all logits), one new with three (last).
+    #[test]
+    fn step_metadata_layout() {
+        let a: &[u32] = &[7, 8];
+        let b: &[u32] = &[1, 2, 3];
+        let meta = StepMeta::pack(
+            &[(a, Logits::All), (b, Logits::Last)],
+            &[40, 0],
+            &[vec![5, 9], vec![2]],
+        );
+        assert_eq!((meta.n, meta.m), (5, 3));
+        assert_eq!(meta.counts, [2, 1]);
+        #[rustfmt::skip]
+        let want = [
+            7, 8, 1, 2, 3,      // tokens
+            40, 41, 0, 1, 2,    // positions
+            0, 0, 2, 2, 2,      // block-table offsets
+            0, 1, 4,            // rows with logits
+            5, 9, 2,            // block tables
+        ];
+        assert_eq!(meta.ints, want);
+        // A prefill chunk that needs no logits adds no rows.
+        let none = StepMeta::pack(&[(b, Logits::None)], &[0], &[vec![0]]);
+        assert_eq!((none.m, none.counts.as_slice()), (0, &[0][..]));
     }
 }
