@@ -404,7 +404,6 @@ impl CudaBackend {
         let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
         let (h, qd, kvd) = (cfg.hidden_size, cfg.q_dim(), cfg.kv_dim());
         let qkvd = qd + 2 * kvd;
-        let eps = cfg.rms_norm_eps as f32;
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         if plan.one {
             self.gemv1(
@@ -419,23 +418,14 @@ impl CudaBackend {
                 NO_PREFETCH,
             )?;
         } else if small {
-            g.launch(
-                &kk.gemv_bf16,
-                (qkvd.div_ceil(32) as u32, 1, 1),
-                (256, 1, 1),
-                n * h * 4,
-                &[
-                    P(lw.qkv.ptr),
-                    P(lw.qkv_bias.ptr),
-                    P(sc.x.ptr),
-                    P(lw.attn_norm.ptr),
-                    F(eps),
-                    P(sc.qkv.ptr),
-                    I(qkvd as i32),
-                    I(h as i32),
-                    I(n as i32),
-                    I(0),
-                ],
+            self.gemv_small(
+                lw.qkv.ptr,
+                lw.qkv_bias.ptr,
+                sc.x.ptr,
+                lw.attn_norm.ptr,
+                sc.qkv.ptr,
+                (qkvd, h, n),
+                GemvMode::Store,
             )?;
         } else {
             self.rmsnorm(sc.x.ptr, lw.attn_norm.ptr, n, 0, sc.xb.ptr)?;
@@ -491,23 +481,14 @@ impl CudaBackend {
                 (lw.router.ptr, lw.router.bytes()),
             )?;
         } else if small {
-            g.launch(
-                &kk.gemv_bf16,
-                (h.div_ceil(32) as u32, 1, 1),
-                (256, 1, 1),
-                n * qd * 4,
-                &[
-                    P(lw.o.ptr),
-                    P(lw.o_bias.ptr),
-                    P(sc.attn.ptr),
-                    P(0),
-                    F(0.0),
-                    P(sc.x.ptr),
-                    I(h as i32),
-                    I(qd as i32),
-                    I(n as i32),
-                    I(1),
-                ],
+            self.gemv_small(
+                lw.o.ptr,
+                lw.o_bias.ptr,
+                sc.attn.ptr,
+                0,
+                sc.x.ptr,
+                (h, qd, n),
+                GemvMode::Accumulate,
             )?;
         } else {
             self.to_bf16(sc.attn.ptr, sc.xb.ptr, n * qd)?;
@@ -732,6 +713,45 @@ impl CudaBackend {
         )
     }
 
+    /// `y = W·x` for `n ≤ NT_MAX` tokens with `gemv_bf16` (a thread per row); `shape` is
+    /// (rows, cols, n); `gain` (0 for none) normalises x first.
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_small(
+        &self,
+        w: u64,
+        bias: u64,
+        x: u64,
+        gain: u64,
+        y: u64,
+        (rows, cols, n): (usize, usize, usize),
+        mode: GemvMode,
+    ) -> Result<(), CudaError> {
+        let (splits, mode) = match mode {
+            GemvMode::Store => (1, 0),
+            GemvMode::Accumulate => (1, 1),
+            GemvMode::Partial { splits } => (splits, 2),
+        };
+        let g = &self.gpu;
+        g.launch(
+            &g.k.gemv_bf16,
+            (rows.div_ceil(32) as u32, splits as u32, 1),
+            (256, 1, 1),
+            n * cols * 4,
+            &[
+                P(w),
+                P(bias),
+                P(x),
+                P(gain),
+                F(self.cfg.rms_norm_eps as f32),
+                P(y),
+                I(rows as i32),
+                I(cols as i32),
+                I(n as i32),
+                I(mode),
+            ],
+        )
+    }
+
     fn experts_small(&self, sc: &Scratch, l: usize, n: usize) -> Result<(), CudaError> {
         let cfg = &self.cfg;
         let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
@@ -743,23 +763,14 @@ impl CudaBackend {
         );
         let eps = cfg.rms_norm_eps as f32;
         let splits = ROUTER_SPLITS.min(h / 16);
-        g.launch(
-            &kk.gemv_bf16,
-            (e.div_ceil(32) as u32, splits as u32, 1),
-            (256, 1, 1),
-            n * h * 4,
-            &[
-                P(lw.router.ptr),
-                P(0),
-                P(sc.x.ptr),
-                P(lw.mlp_norm.ptr),
-                F(eps),
-                P(sc.partial.ptr),
-                I(e as i32),
-                I(h as i32),
-                I(n as i32),
-                I(2),
-            ],
+        self.gemv_small(
+            lw.router.ptr,
+            0,
+            sc.x.ptr,
+            lw.mlp_norm.ptr,
+            sc.partial.ptr,
+            (e, h, n),
+            GemvMode::Partial { splits },
         )?;
         self.route(sc, lw.router_bias.ptr, sc.partial.ptr, splits, n)?;
         let active = e.min(n * k) as u32;
@@ -1047,23 +1058,14 @@ impl CudaBackend {
         }
         let rows = sc.rows.ptr + (start * h * 4) as u64;
         if c <= NT_MAX {
-            g.launch(
-                &g.k.gemv_bf16,
-                (vocab.div_ceil(32) as u32, 1, 1),
-                (256, 1, 1),
-                c * h * 4,
-                &[
-                    P(self.w.unembedding.ptr),
-                    P(0),
-                    P(rows),
-                    P(self.w.final_norm.ptr),
-                    F(cfg.rms_norm_eps as f32),
-                    P(logits),
-                    I(vocab as i32),
-                    I(h as i32),
-                    I(c as i32),
-                    I(0),
-                ],
+            self.gemv_small(
+                self.w.unembedding.ptr,
+                0,
+                rows,
+                self.w.final_norm.ptr,
+                logits,
+                (vocab, h, c),
+                GemvMode::Store,
             )
         } else {
             let xb = state.logits_b.as_ref().expect("ensured").ptr;
@@ -1194,6 +1196,17 @@ impl CudaBackend {
         });
         Ok(())
     }
+}
+
+/// What `gemv_bf16` does with its sums (`mode` in kernels.cu).
+#[derive(Clone, Copy)]
+enum GemvMode {
+    /// `y = W·x + bias`.
+    Store,
+    /// `y += W·x + bias` (a residual).
+    Accumulate,
+    /// Partial sums over `splits` column ranges, no bias (the router, summed by `route`).
+    Partial { splits: usize },
 }
 
 /// Which kernels a step takes.
