@@ -156,21 +156,6 @@ impl CudaBackend {
         }))
     }
 
-    /// The device's name ("NVIDIA H200").
-    pub fn device_name(&self) -> &str {
-        &self.gpu.name
-    }
-
-    /// Bytes of weights on the device.
-    pub fn weight_bytes(&self) -> usize {
-        self.w.bytes
-    }
-
-    /// Positions the KV pool holds in all (every sequence together).
-    pub fn kv_positions(&self) -> usize {
-        self.pool.blocks * crate::kv::PAGE
-    }
-
     /// Device-to-device copy bandwidth in bytes per second (bytes read plus bytes written),
     /// the ceiling decode is measured against: `bytes` copied `reps` times, the best rep.
     pub fn copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64, CudaError> {
