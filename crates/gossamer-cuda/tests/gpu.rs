@@ -12,14 +12,15 @@
 //! mode, its mean |Δlogit| over the reference's top-k entries must stay below that of the
 //! reference's own bf16 run.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gossamer_checkpoint::synth::{write_checkpoint, Preset, SynthOptions};
-use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
+use gossamer_checkpoint::synth::{Preset, SynthOptions};
+use gossamer_checkpoint::Checkpoint;
 use gossamer_cuda::{CudaBackend, CudaOptions};
 use gossamer_model::{GptOss, Logits, ModelError, Step};
-use serde::Deserialize;
+
+#[path = "../../../tests/support/golden.rs"]
+mod golden;
 
 const DECODE_TOLERANCE: f32 = 2e-3;
 
@@ -60,81 +61,11 @@ fn kernels_compile() {
     }
 }
 
-#[derive(Deserialize)]
-struct Golden {
-    checkpoint: GoldenCheckpoint,
-    prompts: Vec<Prompt>,
-    bf16_run: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct GoldenCheckpoint {
-    generator: Generator,
-}
-
-#[derive(Deserialize)]
-struct Generator {
-    preset: String,
-    seed: u64,
-    layers: Option<usize>,
-    #[serde(default)]
-    sliding_window: Option<usize>,
-    experts: String,
-}
-
-#[derive(Deserialize)]
-struct Prompt {
-    tokens: Vec<u32>,
-    positions: Vec<Position>,
-    greedy: Greedy,
-}
-
-#[derive(Deserialize)]
-struct Position {
-    top: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    id: u32,
-    logit: f32,
-}
-
-#[derive(Deserialize)]
-struct Greedy {
-    tokens: Vec<u32>,
-}
-
-fn goldens() -> Vec<(PathBuf, Golden)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/goldens");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let g = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (p, g)
-        })
-        .collect()
-}
-
-fn build(g: &Generator) -> (tempfile::TempDir, Checkpoint) {
-    let mut o = SynthOptions::new(g.preset.parse::<Preset>().unwrap(), g.seed);
-    o.layers = g.layers;
-    o.sliding_window = g.sliding_window;
-    o.experts = match g.experts.as_str() {
-        "bf16" => ExpertFormat::Bf16,
-        _ => ExpertFormat::Mxfp4,
-    };
-    o.layout = Layout::Hf;
-    let dir = tempfile::tempdir().unwrap();
-    write_checkpoint(&o, dir.path(), &mut |_, _| {}).unwrap();
-    let ck = Checkpoint::open(dir.path()).unwrap();
-    (dir, ck)
+/// A random checkpoint of `preset`'s shapes, MXFP4 experts, in the Hugging Face layout.
+fn checkpoint(preset: Preset, seed: u64, layers: Option<usize>) -> (tempfile::TempDir, Checkpoint) {
+    let mut o = SynthOptions::new(preset, seed);
+    o.layers = layers;
+    golden::write_and_open(&o)
 }
 
 fn gpu_model(ck: &Checkpoint, opts: &CudaOptions) -> (GptOss, Arc<CudaBackend>) {
@@ -167,9 +98,9 @@ fn goldens_on_gpu() {
         return;
     }
     let mut failures = Vec::new();
-    for (path, golden) in goldens() {
+    for (path, golden) in golden::all() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let (_dir, ck) = build(&golden.checkpoint.generator);
+        let (_dir, ck) = golden::write_and_open(&golden.checkpoint.generator.options());
         let (model, _) = gpu_model(&ck, &small_pool());
         let vocab = ck.config.vocab_size;
         // Batched path: whole prompts.
@@ -242,14 +173,7 @@ fn batches_match_single_sequences_and_kv_exhaustion_is_an_error() {
     if !gpu_or_skip("batches_match_single_sequences_and_kv_exhaustion_is_an_error") {
         return;
     }
-    let g = Generator {
-        preset: "small-vocab".into(),
-        seed: 11,
-        layers: Some(3),
-        sliding_window: None,
-        experts: "mxfp4".into(),
-    };
-    let (_dir, ck) = build(&g);
+    let (_dir, ck) = checkpoint(Preset::SmallVocab, 11, Some(3));
     let (model, _) = gpu_model(&ck, &small_pool());
     let vocab = ck.config.vocab_size;
     let prompts: [Vec<u32>; 3] = [
@@ -337,14 +261,7 @@ fn forked_cache_continues_like_the_original() {
     if !gpu_or_skip("forked_cache_continues_like_the_original") {
         return;
     }
-    let g = Generator {
-        preset: "tiny".into(),
-        seed: 2,
-        layers: None,
-        sliding_window: None,
-        experts: "mxfp4".into(),
-    };
-    let (_dir, ck) = build(&g);
+    let (_dir, ck) = checkpoint(Preset::Tiny, 2, None);
     let (model, _) = gpu_model(&ck, &small_pool());
     let mut cache = model.new_cache();
     let prompt: Vec<u32> = (0..45).map(|i| i * 7 + 3).collect();
@@ -360,14 +277,7 @@ fn missing_device_is_a_clear_error() {
     if !gpu_or_skip("missing_device_is_a_clear_error") {
         return;
     }
-    let g = Generator {
-        preset: "tiny".into(),
-        seed: 1,
-        layers: Some(1),
-        sliding_window: None,
-        experts: "mxfp4".into(),
-    };
-    let (_dir, ck) = build(&g);
+    let (_dir, ck) = checkpoint(Preset::Tiny, 1, Some(1));
     let opts = CudaOptions {
         ordinal: 99,
         ..Default::default()

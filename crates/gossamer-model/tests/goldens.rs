@@ -27,86 +27,17 @@
 //! rather than accuracy; see docs/numerics.md.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gossamer_checkpoint::synth::{hf_config_json, write_checkpoint, Preset, SynthOptions};
-use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
+use gossamer_checkpoint::synth::hf_config_json;
+use gossamer_checkpoint::Checkpoint;
 use gossamer_model::{GptOss, Logits, Precision};
-use serde::Deserialize;
+
+#[path = "../../../tests/support/golden.rs"]
+mod golden;
+use golden::{Generator, Golden, Prompt};
 
 const TOLERANCE: f32 = 5e-4;
-
-#[derive(Deserialize)]
-struct Golden {
-    checkpoint: GoldenCheckpoint,
-    reference: serde_json::Value,
-    prompts: Vec<Prompt>,
-    /// The reference's bfloat16 run against these float32 logits.
-    #[serde(rename = "bf16_run", default)]
-    reference_bf16_run: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct GoldenCheckpoint {
-    generator: Generator,
-    config: serde_json::Value,
-}
-
-#[derive(Deserialize, Clone, PartialEq, Eq, Hash, Debug)]
-struct Generator {
-    preset: String,
-    seed: u64,
-    layers: Option<usize>,
-    #[serde(default)]
-    sliding_window: Option<usize>,
-    experts: String,
-    layout: String,
-}
-
-#[derive(Deserialize)]
-struct Prompt {
-    tokens: Vec<u32>,
-    positions: Vec<Position>,
-    greedy: Greedy,
-}
-
-#[derive(Deserialize)]
-struct Position {
-    top: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    id: u32,
-    logit: f32,
-}
-
-#[derive(Deserialize)]
-struct Greedy {
-    tokens: Vec<u32>,
-}
-
-fn goldens_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/goldens")
-}
-
-fn options(g: &Generator) -> SynthOptions {
-    let preset: Preset = g.preset.parse().expect("known preset");
-    let mut o = SynthOptions::new(preset, g.seed);
-    o.layers = g.layers;
-    o.sliding_window = g.sliding_window;
-    o.experts = match g.experts.as_str() {
-        "mxfp4" => ExpertFormat::Mxfp4,
-        "bf16" => ExpertFormat::Bf16,
-        other => panic!("unknown expert format {other}"),
-    };
-    o.layout = match g.layout.as_str() {
-        "hf" => Layout::Hf,
-        "original" => Layout::Original,
-        other => panic!("unknown layout {other}"),
-    };
-    o
-}
 
 /// Compares one golden file; returns (failures, largest logit difference seen).
 fn check(path: &Path, golden: &Golden, ck: &Checkpoint) -> (Vec<String>, f32) {
@@ -216,25 +147,19 @@ fn argmax(row: &[f32]) -> u32 {
 
 #[test]
 fn model_matches_reference_goldens() {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(goldens_dir())
-        .expect("tests/data/goldens exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let goldens = golden::all();
     assert!(
-        files.len() >= 4,
-        "expected the committed goldens, found {files:?}"
+        goldens.len() >= 4,
+        "expected the committed goldens, found {}",
+        goldens.len()
     );
 
     let mut built: HashMap<Generator, (tempfile::TempDir, Checkpoint)> = HashMap::new();
     let mut failures = Vec::new();
     let mut report = Vec::new();
-    for path in &files {
-        let golden: Golden = serde_json::from_slice(&std::fs::read(path).unwrap())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (path, golden) in &goldens {
         let g = golden.checkpoint.generator.clone();
-        let opts = options(&g);
+        let opts = g.options();
         // The generator must still write the checkpoint the reference saw.
         assert_eq!(
             hf_config_json(&opts.config()),
@@ -248,18 +173,15 @@ fn model_matches_reference_goldens() {
             "{}",
             path.display()
         );
-        let (_, ck) = built.entry(g).or_insert_with(|| {
-            let dir = tempfile::tempdir().unwrap();
-            write_checkpoint(&opts, dir.path(), &mut |_, _| {}).unwrap();
-            let ck = Checkpoint::open(dir.path()).unwrap();
-            (dir, ck)
-        });
-        let (f, worst) = check(path, &golden, ck);
+        let (_, ck) = built
+            .entry(g)
+            .or_insert_with(|| golden::write_and_open(&opts));
+        let (f, worst) = check(path, golden, ck);
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         report.push(format!("{name}: max |Δlogit| {worst:.2e}"));
         failures.extend(f);
 
-        let bf16_run = &golden.reference_bf16_run;
+        let bf16_run = &golden.bf16_run;
         let (ref_mean, ref_max) = (
             bf16_run["mean_abs_dlogit"].as_f64(),
             bf16_run["max_abs_dlogit"].as_f64(),
@@ -268,7 +190,7 @@ fn model_matches_reference_goldens() {
             failures.push(format!("{name}: no bf16_run (reference/bf16_drift.py)"));
             continue;
         };
-        let (mean, max) = fast_mode_drift(&golden, ck);
+        let (mean, max) = fast_mode_drift(golden, ck);
         report.push(format!(
             "{name}: fast mode mean |Δlogit| {mean:.2e}, max {max:.2e}; reference bf16 run mean {ref_mean:.2e}, max {ref_max:.2e}"
         ));
