@@ -87,6 +87,19 @@ impl Generator {
     }
 }
 
+/// Highest logit, lowest id on ties: the greedy rule of the goldens' continuations (torch's
+/// argmax) and of the engine (`gossamer_engine::sampler::argmax`, which the model crate cannot
+/// depend on).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in row.iter().enumerate() {
+        if l > row[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
 /// Every golden file, in name order, parsed.
 pub fn all() -> Vec<(PathBuf, Golden)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/goldens");

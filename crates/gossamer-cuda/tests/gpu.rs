@@ -82,16 +82,6 @@ fn small_pool() -> CudaOptions {
     }
 }
 
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in row.iter().enumerate() {
-        if l > row[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 #[test]
 fn goldens_on_gpu() {
     if !gpu_or_skip("goldens_on_gpu") {
@@ -142,7 +132,7 @@ fn goldens_on_gpu() {
             }
             let mut ours = Vec::new();
             for _ in 0..p.greedy.tokens.len() {
-                let t = argmax(&row);
+                let t = golden::argmax(&row);
                 ours.push(t);
                 row = model.forward(&[t], &mut cache, Logits::Last).unwrap();
             }

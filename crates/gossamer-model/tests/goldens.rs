@@ -81,7 +81,7 @@ fn check(path: &Path, golden: &Golden, ck: &Checkpoint) -> (Vec<String>, f32) {
         let mut next = model.forward(&p.tokens, &mut cache, Logits::Last).unwrap();
         let mut ours = Vec::new();
         for _ in 0..p.greedy.tokens.len() {
-            let t = argmax(&next);
+            let t = golden::argmax(&next);
             ours.push(t);
             next = model.forward(&[t], &mut cache, Logits::Last).unwrap();
         }
@@ -131,18 +131,6 @@ fn fast_decode_drift(p: &Prompt, ck: &Checkpoint) -> f64 {
         }
     }
     sum / count as f64
-}
-
-/// Highest logit, lowest id on ties: the engine's greedy rule (`gossamer_engine::sampler::argmax`,
-/// not a dependency of this crate) and torch's.
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in row.iter().enumerate() {
-        if l > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[test]
