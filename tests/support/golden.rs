@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use gossamer_checkpoint::synth::{write_checkpoint, Preset, SynthOptions};
 use gossamer_checkpoint::{Checkpoint, ExpertFormat, Layout};
+use gossamer_model::{GptOss, KvCache, Logits};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -98,6 +99,30 @@ pub fn argmax(row: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+impl Prompt {
+    /// Continues greedily from `last` (the logits after the prompt, `cache` holding it) for as
+    /// many tokens as the reference did; says how the two continuations differ, if they do.
+    pub fn greedy_mismatch(
+        &self,
+        model: &GptOss,
+        cache: &mut KvCache,
+        mut last: Vec<f32>,
+    ) -> Option<String> {
+        let mut ours = Vec::new();
+        for _ in 0..self.greedy.tokens.len() {
+            let t = argmax(&last);
+            ours.push(t);
+            last = model.forward(&[t], cache, Logits::Last).unwrap();
+        }
+        (ours != self.greedy.tokens).then(|| {
+            format!(
+                "greedy continuation differs\n  ours {ours:?}\n  ref  {:?}",
+                self.greedy.tokens
+            )
+        })
+    }
 }
 
 /// Every golden file, in name order, parsed.

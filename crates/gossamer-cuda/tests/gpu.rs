@@ -130,17 +130,8 @@ fn goldens_on_gpu() {
                     count += 1;
                 }
             }
-            let mut ours = Vec::new();
-            for _ in 0..p.greedy.tokens.len() {
-                let t = golden::argmax(&row);
-                ours.push(t);
-                row = model.forward(&[t], &mut cache, Logits::Last).unwrap();
-            }
-            if ours != p.greedy.tokens {
-                failures.push(format!(
-                    "{name} prompt {pi}: greedy continuation differs\n  ours {ours:?}\n  ref  {:?}",
-                    p.greedy.tokens
-                ));
+            if let Some(why) = p.greedy_mismatch(&model, &mut cache, row) {
+                failures.push(format!("{name} prompt {pi}: {why}"));
             }
         }
         eprintln!(

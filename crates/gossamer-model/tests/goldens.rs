@@ -78,18 +78,9 @@ fn check(path: &Path, golden: &Golden, ck: &Checkpoint) -> (Vec<String>, f32) {
 
         // Greedy continuation through the KV cache.
         let mut cache = model.new_cache();
-        let mut next = model.forward(&p.tokens, &mut cache, Logits::Last).unwrap();
-        let mut ours = Vec::new();
-        for _ in 0..p.greedy.tokens.len() {
-            let t = golden::argmax(&next);
-            ours.push(t);
-            next = model.forward(&[t], &mut cache, Logits::Last).unwrap();
-        }
-        if ours != p.greedy.tokens {
-            failures.push(format!(
-                "{name} prompt {pi}: greedy continuation differs\n  ours {ours:?}\n  ref  {:?}",
-                p.greedy.tokens
-            ));
+        let last = model.forward(&p.tokens, &mut cache, Logits::Last).unwrap();
+        if let Some(why) = p.greedy_mismatch(&model, &mut cache, last) {
+            failures.push(format!("{name} prompt {pi}: {why}"));
         }
     }
     (failures, worst)
