@@ -27,6 +27,8 @@ const B1_THREADS: u32 = 128;
 const B1_WARPS: usize = 4;
 /// No L2 prefetch for the next kernel.
 const NO_PREFETCH: (u64, usize) = (0, 0);
+/// No prepared input for the tensor-core expert kernels.
+const NO_PREP: (u64, u64) = (0, 0);
 
 #[derive(Clone, Debug, Default)]
 pub struct CudaOptions {
@@ -57,6 +59,11 @@ struct Scratch {
     pair_expert: Buf,
     pair_weight: Buf,
     act: Buf,
+    /// The tensor-core expert kernels' prepared inputs (f16 hi/lo pairs, see kernels.cu):
+    /// the normalised token, 2^14/σ for it, and the routed experts' activations.
+    prep: Buf,
+    prep_unscale: Buf,
+    act_prep: Buf,
     ypairs: Buf,
     xs_sorted: Buf,
     gate_up: Buf,
@@ -92,6 +99,10 @@ pub struct CudaBackend {
     use_graphs: bool,
     /// The batch-1 kernels fit this model (MXFP4 experts, inputs ≤ 3072 wide, q ≤ 4096).
     batch1: bool,
+    /// How the batch-1 experts run on tensor cores; `None`: the SIMT kernels.
+    tc: Option<TensorCoreExperts>,
+    /// Which batch-1 kernels ask L2 for the next kernel's weights.
+    l2_prefetch: L2Prefetch,
 
     state: Mutex<State>,
 }
@@ -136,6 +147,11 @@ impl CudaBackend {
             && cfg.hidden_size <= 3072
             && cfg.intermediate_size <= 3072
             && cfg.q_dim() <= 4096;
+        let tc = if batch1 {
+            TensorCoreExperts::plan(&cfg, gpu.sms as usize)
+        } else {
+            None
+        };
         Ok(Arc::new(CudaBackend {
             gpu,
             cfg,
@@ -145,6 +161,8 @@ impl CudaBackend {
             concentration: rope.concentration,
             use_graphs: std::env::var_os("GOSSAMER_CUDA_NO_GRAPHS").is_none(),
             batch1,
+            tc,
+            l2_prefetch: L2Prefetch::from_env(),
 
             state: Mutex::new(State {
                 scratch: None,
@@ -401,6 +419,7 @@ impl CudaBackend {
                 h,
                 false,
                 NO_PREFETCH,
+                NO_PREP,
             )?;
         } else if small {
             self.gemv_small(
@@ -422,6 +441,7 @@ impl CudaBackend {
             AttentionKind::Full => 0,
         };
         if plan.single {
+            let o_prefetch = self.prefetch(self.l2_prefetch.attention, (lw.o.ptr, lw.o.bytes()));
             g.launch(
                 &kk.attention_decode,
                 (n as u32, kv_heads as u32, ATTN_SPLITS as u32),
@@ -446,8 +466,8 @@ impl CudaBackend {
                     I(window),
                     F(1.0 / (cfg.head_dim as f32).sqrt()),
                     // The output projection's weights, next.
-                    P(lw.o.ptr),
-                    Arg::U(lw.o.bytes() as u64),
+                    P(o_prefetch.0),
+                    Arg::U(o_prefetch.1 as u64),
                 ],
             )?;
         } else {
@@ -464,6 +484,7 @@ impl CudaBackend {
                 qd,
                 true,
                 (lw.router.ptr, lw.router.bytes()),
+                NO_PREP,
             )?;
         } else if small {
             self.gemv_small(
@@ -557,6 +578,15 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `what` (address, bytes), or nothing when L2 prefetching is off.
+    fn prefetch(&self, on: bool, what: (u64, usize)) -> (u64, usize) {
+        if on {
+            what
+        } else {
+            NO_PREFETCH
+        }
+    }
+
     /// Rows per warp so that one wave of `f`'s blocks (as many as fit on the device at
     /// once) shares `rows`: no second, partial wave.
     fn rows_per_warp(&self, f: &cudarc::driver::CudaFunction, smem: usize, rows: usize) -> usize {
@@ -583,8 +613,10 @@ impl CudaBackend {
         cols: usize,
         accumulate: bool,
         prefetch: (u64, usize),
+        prep: (u64, u64),
     ) -> Result<(), CudaError> {
         let g = &self.gpu;
+        let prefetch = self.prefetch(self.l2_prefetch.router, prefetch);
         let f = if cols <= 12 * 256 {
             &g.k.gemv1_bf16_12
         } else {
@@ -609,6 +641,8 @@ impl CudaBackend {
                 I(rpw as i32),
                 P(prefetch.0),
                 Arg::U(prefetch.1 as u64),
+                P(prep.0),
+                P(prep.1),
             ],
         )
     }
@@ -636,15 +670,24 @@ impl CudaBackend {
             h,
             false,
             NO_PREFETCH,
+            match self.tc {
+                Some(_) => (sc.prep.ptr, sc.prep_unscale.ptr),
+                None => NO_PREP,
+            },
         )?;
+        if let Some(tc) = &self.tc {
+            return self.experts_one_tc(tc, sc, l);
+        }
         let (_, blocks, scales) = lw.gate_up.kernel_args();
         let (gate_up, down) = (&kk.moe1_gate_up, &kk.moe1_down);
         let (_, down_blocks, down_scales) = lw.down.kernel_args();
-        let next_qkv = self
-            .w
-            .layers
-            .get(l + 1)
-            .map_or(NO_PREFETCH, |n| (n.qkv.ptr, n.qkv.bytes()));
+        let (down_blocks, down_scales) = match self.l2_prefetch.down {
+            true => (down_blocks, down_scales),
+            false => (0, 0),
+        };
+        let next_qkv = self.w.layers.get(l + 1).map_or(NO_PREFETCH, |n| {
+            self.prefetch(self.l2_prefetch.qkv, (n.qkv.ptr, n.qkv.bytes()))
+        });
         let ppw = self.rows_per_warp(gate_up, expert_smem(h), inter * k);
         g.launch(
             gate_up,
@@ -692,6 +735,79 @@ impl CudaBackend {
                 I(inter as i32),
                 I(rpw as i32),
                 // The next layer's q/k/v weights, next.
+                P(next_qkv.0),
+                Arg::U(next_qkv.1 as u64),
+            ],
+        )
+    }
+
+    /// Gate/up and down of one token's experts on tensor cores (the router's product has
+    /// written the prepared input).
+    fn experts_one_tc(
+        &self,
+        tc: &TensorCoreExperts,
+        sc: &Scratch,
+        l: usize,
+    ) -> Result<(), CudaError> {
+        let cfg = &self.cfg;
+        let (g, kk, lw) = (&self.gpu, &self.gpu.k, &self.w.layers[l]);
+        let (h, inter, e, k) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_local_experts,
+            cfg.num_experts_per_tok,
+        );
+        let (_, blocks, scales) = lw.gate_up.kernel_args();
+        let (_, down_blocks, down_scales) = lw.down.kernel_args();
+        let (pf_blocks, pf_scales) = match self.l2_prefetch.down {
+            true => (down_blocks, down_scales),
+            false => (0, 0),
+        };
+        g.launch(
+            &kk.moe1_tc_gate_up,
+            ((2 * inter / 16) as u32, k as u32, 1),
+            (32 * tc.gate_up_splits as u32, 1, 1),
+            TensorCoreExperts::smem(h, tc.gate_up_splits),
+            &[
+                P(blocks),
+                P(scales),
+                P(lw.gate_up_bias.ptr),
+                P(sc.prep.ptr),
+                P(sc.prep_unscale.ptr),
+                P(sc.partial.ptr),
+                I(e as i32),
+                I(k as i32),
+                P(sc.act_prep.ptr),
+                I(h as i32),
+                I(inter as i32),
+                F(cfg.swiglu_limit),
+                F(tc.act_sigma),
+                P(pf_blocks),
+                P(pf_scales),
+            ],
+        )?;
+        let next_qkv = self.w.layers.get(l + 1).map_or(NO_PREFETCH, |n| {
+            self.prefetch(self.l2_prefetch.qkv, (n.qkv.ptr, n.qkv.bytes()))
+        });
+        g.launch(
+            &kk.moe1_tc_down,
+            ((h / 16) as u32, k as u32, 1),
+            (32 * tc.down_splits as u32, 1, 1),
+            TensorCoreExperts::smem(inter, tc.down_splits),
+            &[
+                P(down_blocks),
+                P(down_scales),
+                P(lw.down_bias.ptr),
+                P(sc.act_prep.ptr),
+                F(1.0 / tc.act_sigma * 16384.0),
+                P(sc.partial.ptr),
+                I(e as i32),
+                I(k as i32),
+                P(sc.ypairs.ptr),
+                P(sc.x.ptr),
+                P(sc.moe_counters.ptr),
+                I(h as i32),
+                I(inter as i32),
                 P(next_qkv.0),
                 Arg::U(next_qkv.1 as u64),
             ],
@@ -1030,6 +1146,7 @@ impl CudaBackend {
                 h,
                 false,
                 NO_PREFETCH,
+                NO_PREP,
             );
         }
         if start == 0 {
@@ -1172,6 +1289,9 @@ impl CudaBackend {
             pair_expert: g.alloc(nk * 4)?,
             pair_weight: g.alloc(nk * 4)?,
             act: g.alloc(NT_MAX * k * inter * 4)?,
+            prep: g.alloc(h * 4)?,
+            prep_unscale: g.alloc(16)?,
+            act_prep: g.alloc(k * inter * 4)?,
             ypairs: g.alloc(NT_MAX * k * h * 4)?,
             xs_sorted: g.alloc(nk * h * 2)?,
             gate_up: g.alloc(nk * 2 * inter * 4)?,
@@ -1180,6 +1300,101 @@ impl CudaBackend {
             rows: g.alloc(cap * h * 4)?,
         });
         Ok(())
+    }
+}
+
+/// The batch-1 experts on tensor cores (`moe1_tc_*` in kernels.cu): how many warps split
+/// each 16-row tile, and the fixed power-of-two scale of the activations fed to `down`.
+#[derive(Clone, Copy, Debug)]
+struct TensorCoreExperts {
+    gate_up_splits: usize,
+    down_splits: usize,
+    /// σ with |act|·σ < 2^15 for every activation (|act| ≤ limit·(limit + 1)), so that the
+    /// f16 hi/lo pair of each activation is in range.
+    act_sigma: f32,
+}
+
+impl TensorCoreExperts {
+    /// Dynamic shared memory of a kernel over `cols` inputs with `splits` warps: the tile's
+    /// scales, then each warp's ring (`TC_STAGES` stages of 16 rows × (`TC_S` blocks + 16
+    /// bytes of padding), kernels.cu).
+    fn smem(cols: usize, splits: usize) -> usize {
+        const TC_STAGES: usize = 4;
+        const TC_STAGE: usize = 16 * (4 * 16 + 16);
+        (16 * (cols / 32)).next_multiple_of(16) + splits * TC_STAGES * TC_STAGE
+    }
+
+    /// `None` where the shapes or the SwiGLU clamp do not fit the kernels (or
+    /// `GOSSAMER_CUDA_MOE_SIMT=1` asks for the SIMT kernels).
+    fn plan(cfg: &ModelConfig, sms: usize) -> Option<TensorCoreExperts> {
+        let (h, inter, k) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_experts_per_tok,
+        );
+        let bound = cfg.swiglu_limit as f64 * (cfg.swiglu_limit as f64 + 1.0);
+        if std::env::var_os("GOSSAMER_CUDA_MOE_SIMT").is_some()
+            || h % 32 != 0
+            || inter % 32 != 0
+            || !(bound.is_finite() && bound > 0.0)
+        {
+            return None;
+        }
+        let act_sigma = (30000.0 / bound).log2().floor().clamp(-60.0, 60.0).exp2() as f32;
+        // Enough warps for about `per_sm` resident per multiprocessor: loads in flight hide
+        // memory latency, and no tile is split finer than a few blocks per warp.
+        let per_sm: usize = std::env::var("GOSSAMER_CUDA_TC_WARPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16);
+        let splits = |tiles: usize, blocks: usize| {
+            (sms * per_sm)
+                .div_ceil(tiles)
+                .clamp(1, 8)
+                .min(blocks.div_ceil(8).max(1))
+        };
+        Some(TensorCoreExperts {
+            gate_up_splits: splits(2 * inter / 16 * k, h / 32),
+            down_splits: splits(h / 16 * k, inter / 32),
+            act_sigma,
+        })
+    }
+}
+
+/// Which batch-1 kernels fetch the next kernel's weights into L2 while they run (Hopper's
+/// bulk prefetch). It pays while a kernel waits on latency rather than on memory: attention
+/// fetching the output projection; a kernel that streams its own weights only competes.
+/// `GOSSAMER_CUDA_PREFETCH=attention,router,down,qkv` (any subset, or `none`) overrides.
+#[derive(Clone, Copy, Debug)]
+struct L2Prefetch {
+    /// Attention fetches the output projection.
+    attention: bool,
+    /// The output projection fetches the router.
+    router: bool,
+    /// The experts' gate/up fetches the routed experts' down rows.
+    down: bool,
+    /// The experts' down fetches the next layer's q/k/v.
+    qkv: bool,
+}
+
+impl L2Prefetch {
+    fn from_env() -> L2Prefetch {
+        match std::env::var("GOSSAMER_CUDA_PREFETCH") {
+            Ok(list) => L2Prefetch {
+                attention: list.contains("attention"),
+                router: list.contains("router"),
+                down: list.contains("down"),
+                qkv: list.contains("qkv"),
+            },
+            // Measured on an H200 (BENCHMARKS.md): off is fastest with the tensor-core
+            // experts, 431 tok/s against 426 with attention and router fetching.
+            Err(_) => L2Prefetch {
+                attention: false,
+                router: false,
+                down: false,
+                qkv: false,
+            },
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct Kernels {
     pub gemv1_bf16_16: CudaFunction,
     pub moe1_gate_up: CudaFunction,
     pub moe1_down: CudaFunction,
+    pub moe1_tc_gate_up: CudaFunction,
+    pub moe1_tc_down: CudaFunction,
 
     pub attention: CudaFunction,
     pub copy16: CudaFunction,
@@ -151,6 +153,8 @@ impl Gpu {
             gemv1_bf16_16: f("gemv1_bf16_16")?,
             moe1_gate_up: f("moe1_gate_up")?,
             moe1_down: f("moe1_down")?,
+            moe1_tc_gate_up: f("moe1_tc_gate_up")?,
+            moe1_tc_down: f("moe1_tc_down")?,
 
             attention: f("attention")?,
             copy16: f("copy16")?,
@@ -163,6 +167,8 @@ impl Gpu {
             &k.gemv1_bf16_16,
             &k.moe1_gate_up,
             &k.moe1_down,
+            &k.moe1_tc_gate_up,
+            &k.moe1_tc_down,
         ] {
             func.set_attribute(
                 drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

@@ -750,6 +750,262 @@ __device__ void stage1(const float* x, const u16* gain, float eps, int cols, flo
     __syncthreads();
 }
 
+// ---------------------------------------------------------------------------------------
+// Batch-1 experts on tensor cores (the default; `moe1_gate_up` / `moe1_down` below are the
+// SIMT kernels, ~6.7 instructions per weight decoding nibbles through a table). Here a warp
+// multiplies 16 rows at a time with `mma.m16n8k16` (f16 inputs, f32 sums) and a nibble
+// costs about one and a half integer instructions: E2M1 is exact in f16 once its bits are
+// moved into place, scaled by 2^-14 (fp16 subnormals for ±0.5), and each 32-value block's
+// E8M0 scale multiplies the block's f32 sums afterwards. The input goes in as two f16 columns, hi = f16(x·σ) and
+// lo = f16(x·σ − hi) (σ a power of two putting max|x| near 2^14), so the products are those
+// of a 22-bit input: as close to the f32 path as makes no difference, at no extra cost (the
+// MMA's other six columns are zeros anyway).
+//
+// Fragment mapping (PTX ISA, m16n8k16, A row-major): lane (g = lane/4, t = lane%4) holds A
+// rows g and g+8, k = 2t, 2t+1, 2t+8, 2t+9 of each MMA; B column g, the same k; C rows g, g+8,
+// columns 2t, 2t+1. For block b of a row, lane t reads the row's bytes 4t..4t+3 (values
+// 8t..8t+7) and two MMAs cover the block: the first takes values (0,2 | 4,6), the second
+// (1,3 | 5,7) of each lane's eight, and the input is stored pre-permuted the same way
+// ("prepared": per block, [hi|lo][t][x0 x2 x4 x6 x1 x3 x5 x7] as f16, 128 bytes).
+
+#define TC_MAX_SPLITS 8
+
+__device__ __forceinline__ u16 f16_rn(float v) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return h;
+}
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float v;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+    return v;
+}
+
+// Where value i's hi (part 0) or lo (part 1) half goes in a prepared input.
+__device__ __forceinline__ int prep_index(int i, int part) {
+    int w = i & 7;
+    return (i >> 5) * 64 + part * 32 + ((i >> 3) & 3) * 8 + (w & 1) * 4 + (w >> 1);
+}
+__device__ __forceinline__ void prep_store(u16* prep, int i, float v, float sigma) {
+    float s = v * sigma;
+    u16 hi = f16_rn(s);
+    prep[prep_index(i, 0)] = hi;
+    prep[prep_index(i, 1)] = f16_rn(s - f16_to_f32(hi));
+}
+
+// σ for an input whose largest magnitude is `amax`: the power of two taking it to
+// [2^14, 2^15), and 2^14/σ, what the MMA sums are multiplied by at the end.
+__device__ __forceinline__ void prep_sigma(float amax, float* sigma, float* unscale) {
+    int e = (int)((__float_as_uint(amax) >> 23) & 255u);
+    if (e == 0 || e == 255) e = 127;  // zeros (or inf/NaN, which propagate anyway)
+    e = max(e, 15);
+    *sigma = __uint_as_float((u32)(268 - e) << 23);  // 2^(141 - e)
+    *unscale = __uint_as_float((u32)e << 23);        // 2^14 / σ = 2^(e - 127)
+}
+
+// Eight E2M1 values (one u32 of a row) as four f16 pairs, each value times 2^-14:
+// h[0] = (v0, v2), h[1] = (v4, v6), h[2] = (v1, v3), h[3] = (v5, v7).
+__device__ __forceinline__ void e2m1x8_f16(u32 q, u32* h) {
+    // An f16's high byte is s·eeeee·mm; E2M1 s·e1e0·m becomes s·000e1e0·m0.
+    u32 even = ((q << 4) & 0x80808080u) | ((q << 1) & 0x0e0e0e0eu);
+    u32 odd = (q & 0x80808080u) | ((q >> 3) & 0x0e0e0e0eu);
+    h[0] = __byte_perm(even, 0, 0x1404);
+    h[1] = __byte_perm(even, 0, 0x3424);
+    h[2] = __byte_perm(odd, 0, 0x1404);
+    h[3] = __byte_perm(odd, 0, 0x3424);
+}
+
+__device__ __forceinline__ void mma16816(const u32* a, u32 b0, u32 b1, float* c) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint4 ld_nc_v4(const void* p) {
+    uint4 v;
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (u32)a;
+}
+// 16 bytes global → shared without registers; bytes past `src_bytes` are zero-filled.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int pending>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(pending) : "memory");
+}
+
+// Each warp streams its rows through a ring of TC_STAGES stages in shared memory, TC_S
+// blocks of all 16 rows a stage (rows padded so the fragment reads hit 32 distinct banks),
+// TC_STAGES - 1 stages in flight while it computes one: the loads are asynchronous copies
+// of whole 32-byte sectors and cost no registers.
+#define TC_S 4
+#define TC_STAGES 4
+#define TC_ROW (TC_S * 16 + 16)
+#define TC_STAGE (16 * TC_ROW)
+
+// Queues blocks [bs, bs + TC_S) ∩ [.., b1) of the 16 rows from row0 into `slot` (blocks
+// past b1 are zero-filled).
+__device__ __forceinline__ void tc_issue(const u8* blocks, u64 row0, int nb, int bs, int b1,
+                                         u8* slot) {
+    int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int q = 0; q < 16 * TC_S / 32; q++) {
+        int c = lane + 32 * q, row = c / TC_S, j = c % TC_S, b = bs + j;
+        bool ok = b < b1;
+        const u8* src = blocks + (row0 + row) * (u64)(nb * 16) + (u64)(ok ? b : bs) * 16;
+        cp_async16(slot + row * TC_ROW + j * 16, src, ok ? 16 : 0);
+    }
+}
+
+// The MMAs of one stage: blocks bs.. of rows g, g + 8 against the prepared input. Only the
+// last stage of a range (`tail`) can hold blocks past b1 (zero-filled; counted for nothing).
+template <bool tail>
+__device__ __forceinline__ void tc_compute(const u8* slot, const u8* tile_scales, int nb,
+                                           const u8* xp, bool has_x, int bs, int b1,
+                                           float* a0, float* a1) {
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const u8* w = slot + g * TC_ROW + 4 * t;
+    const u8* sc = tile_scales + g * nb + bs;
+    const u8* x = xp + 128 * bs;
+#pragma unroll
+    for (int j = 0; j < TC_S; j++) {
+        bool live = !tail || bs + j < b1;
+        int jc = tail && !live ? 0 : j;  // a block in range, for the input and scales
+        u32 w0 = *(const u32*)(w + j * 16);
+        u32 w1 = *(const u32*)(w + 8 * TC_ROW + j * 16);
+        u32 s0 = sc[jc], s1 = sc[8 * nb + jc];
+        uint4 xv = has_x ? ld_nc_v4(x + 128 * jc) : make_uint4(0, 0, 0, 0);
+        u32 h0[4], h1[4];
+        e2m1x8_f16(w0, h0);
+        e2m1x8_f16(w1, h1);
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+        u32 a[4] = {h0[0], h1[0], h0[1], h1[1]};
+        mma16816(a, xv.x, xv.y, c);
+        u32 a2[4] = {h0[2], h1[2], h0[3], h1[3]};
+        mma16816(a2, xv.z, xv.w, c);
+        // E8M0 as f32 bits (a zero scale gives 0 rather than 2^-127: no block's sum is
+        // changed by that beyond f32 resolution).
+        float f0 = __uint_as_float(live ? s0 << 23 : 0u);
+        float f1 = __uint_as_float(live ? s1 << 23 : 0u);
+        *a0 = fmaf(c[0] + c[1], f0, *a0);
+        *a1 = fmaf(c[2] + c[3], f1, *a1);
+    }
+}
+
+// Dynamic shared memory of the tensor-core expert kernels: the tile's scales (16·nb bytes,
+// rounded to 16), then each warp's ring.
+__device__ __forceinline__ u8* tc_ring(u8* smem, int nb) {
+    return smem + ((16 * nb + 15) & ~15) + (threadIdx.x >> 5) * TC_STAGES * TC_STAGE;
+}
+
+// Rows row0 + g and row0 + g + 8 of an MXFP4 matrix (nb blocks a row) dotted with a
+// prepared input over blocks [b0, b1) of this warp; lane (g, 0) ends with the sums (before
+// 2^-14 and σ are undone) in acc[0] (row g) and acc[1] (row g + 8). Every thread of the
+// block calls it (it has a block barrier): the block's warps split one tile's blocks.
+__device__ void mxfp4_tile_tc(const u8* blocks, const u8* scales, u64 row0, int nb,
+                              const u16* prep, int b0, int b1, u8* smem, float* acc) {
+    int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    // The tile's scales: 16 rows of nb bytes, contiguous (16-aligned: row0 % 16 == 0).
+    for (int c = threadIdx.x; c < nb; c += blockDim.x)
+        cp_async16(smem + 16 * c, scales + row0 * nb + 16 * (u64)c, 16);
+    cp_async_commit();
+    u8* ring = tc_ring(smem, nb);
+    int stages = (b1 - b0 + TC_S - 1) / TC_S;
+#pragma unroll
+    for (int st = 0; st < TC_STAGES - 1; st++) {
+        if (st < stages) tc_issue(blocks, row0, nb, b0 + st * TC_S, b1, ring + st * TC_STAGE);
+        cp_async_commit();
+    }
+    cp_async_wait<TC_STAGES - 1>();  // the scales
+    __syncthreads();
+    const u8* xp = (const u8*)prep + g * 64 + t * 16;
+    bool has_x = g < 2;  // B columns 0 (hi) and 1 (lo); the others are zeros
+    float a0 = 0.f, a1 = 0.f;
+    for (int i = 0; i < stages; i++) {
+        cp_async_wait<TC_STAGES - 2>();  // stage i is in (this lane's copies)
+        __syncwarp();                    // and every lane's; slot i - 1 is free again
+        int next = i + TC_STAGES - 1;
+        if (next < stages)
+            tc_issue(blocks, row0, nb, b0 + next * TC_S, b1,
+                     ring + (next % TC_STAGES) * TC_STAGE);
+        cp_async_commit();
+        const u8* slot = ring + (i % TC_STAGES) * TC_STAGE;
+        int bs = b0 + i * TC_S;
+        if (bs + TC_S <= b1)
+            tc_compute<false>(slot, smem, nb, xp, has_x, bs, b1, &a0, &a1);
+        else
+            tc_compute<true>(slot, smem, nb, xp, has_x, bs, b1, &a0, &a1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+// Sums the block's warps' tile partials (warps split the blocks of one 16-row tile) into
+// warp 0; returns lane (g, 0)'s totals for rows g and g + 8 through acc.
+__device__ __forceinline__ void tc_reduce(float* acc) {
+    __shared__ float red[TC_MAX_SPLITS][8][2];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, splits = blockDim.x >> 5;
+    if (splits == 1) return;
+    if ((lane & 3) == 0) {
+        red[warp][lane >> 2][0] = acc[0];
+        red[warp][lane >> 2][1] = acc[1];
+    }
+    __syncthreads();
+    if (warp == 0) {
+        float s0 = 0.f, s1 = 0.f;
+        for (int w = 0; w < splits; w++) {
+            s0 += red[w][lane >> 2][0];
+            s1 += red[w][lane >> 2][1];
+        }
+        acc[0] = s0;
+        acc[1] = s1;
+    }
+}
+
+// The input of the experts for one token: RMSNorm'd x (staged in xs by the caller) as a
+// prepared f16 input, with 2^14/σ in *unscale.
+__device__ void prep_input(const float* xs, int cols, u16* prep, float* unscale) {
+    __shared__ float scratch[32];
+    __shared__ float sig;
+    float m = 0.f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(xs[i]));
+    m = warp_max(m);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = (int)threadIdx.x < (int)(blockDim.x >> 5) ? scratch[threadIdx.x] : 0.f;
+        v = warp_max(v);
+        if (threadIdx.x == 0) {
+            float s, un;
+            prep_sigma(v, &s, &un);
+            sig = s;
+            if (blockIdx.x == 0) *unscale = un;
+        }
+    }
+    __syncthreads();
+    // Every block normalised the whole input (the same σ everywhere); each writes a share.
+    float s = sig;
+    int per = (cols + gridDim.x - 1) / gridDim.x, i1 = min(cols, (int)(blockIdx.x + 1) * per);
+    for (int i = blockIdx.x * per + threadIdx.x; i < i1; i += blockDim.x)
+        prep_store(prep, i, xs[i], s);
+}
+
 // y[r] (=, or += when accumulate) W[r]·xs + bias[r] for rows [r0, r1) of a bf16 matrix,
 // CH chunks of 256 columns (lane l takes columns 256c + 8l .. +8). The input is read from
 // shared memory (registers stay few, so many warps hide the latency) and the products go
@@ -769,14 +1025,14 @@ template <int CH>
 __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float* y, int cols,
                           int r0, int r1, int accumulate, const uint4* first) {
     int lane = threadIdx.x & 31;
-    for (int r = r0; r < r1; r++) {
-        uint4 wv[CH];
-        if (r == r0) {
+    uint4 wv[CH];
 #pragma unroll
-            for (int c = 0; c < CH; c++) wv[c] = first[c];
-        } else {
-            load_row_bf16<CH>(w + (u64)r * cols, cols, wv);
-        }
+    for (int c = 0; c < CH; c++) wv[c] = first[c];
+#pragma unroll 1
+    for (int r = r0; r < r1; r++) {
+        // The next row's loads go out before this row's arithmetic: two rows in flight.
+        uint4 next[CH];
+        if (r + 1 < r1) load_row_bf16<CH>(w + (u64)(r + 1) * cols, cols, next);
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int c = 0; c < CH; c++) {
@@ -794,6 +1050,8 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
             v += bias ? bf(bias[r]) : 0.f;
             y[r] = accumulate ? y[r] + v : v;
         }
+#pragma unroll
+        for (int c = 0; c < CH; c++) wv[c] = next[c];
     }
 }
 
@@ -802,7 +1060,8 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
 #define GEMV1(CH)                                                                          \
     extern "C" __global__ void __launch_bounds__(128) gemv1_bf16_##CH(                     \
         const u16* w, const u16* bias, const float* x, const u16* gain, float eps, float* y, \
-        int rows, int cols, int accumulate, int rows_per_warp, const u8* pf, u64 pf_bytes) {  \
+        int rows, int cols, int accumulate, int rows_per_warp, const u8* pf, u64 pf_bytes,   \
+        u16* prep, float* prep_unscale) {                                                   \
         extern __shared__ float xs[];                                                       \
         prefetch_grid(pf, pf_bytes);                                                        \
         int gw = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);                       \
@@ -810,6 +1069,7 @@ __device__ void rows_bf16(const u16* w, const u16* bias, const float* xs, float*
         uint4 first[CH];                                                                    \
         if (r0 < r1) load_row_bf16<CH>(w + (u64)r0 * cols, cols, first);                    \
         stage1(x, gain, eps, cols, xs, false);                                              \
+        if (prep) prep_input(xs, cols, prep, prep_unscale);                                 \
         rows_bf16<CH>(w, bias, xs, y, cols, r0, r1, accumulate, first);                     \
     }
 GEMV1(12)
@@ -895,8 +1155,10 @@ moe1_gate_up(const u8* blocks, const u8* scales, const u16* bias, const float* x
     {
         // The down kernel's rows of this expert, shared among this expert's blocks.
         u64 e = sel_e[blockIdx.y], rows = (u64)h * inter;
-        prefetch_share(down_blocks + e * rows / 2, rows / 2, blockIdx.x, gridDim.x);
-        prefetch_share(down_scales + e * rows / 32, rows / 32, blockIdx.x, gridDim.x);
+        if (down_blocks) {
+            prefetch_share(down_blocks + e * rows / 2, rows / 2, blockIdx.x, gridDim.x);
+            prefetch_share(down_scales + e * rows / 32, rows / 32, blockIdx.x, gridDim.x);
+        }
     }
     stage1(x, gain, eps, h, xs, true);
     float xr[MB][32];
@@ -972,6 +1234,100 @@ moe1_down(const u8* blocks, const u8* scales, const u16* bias, const float* act,
     }
 }
 
+
+// act[j] = SwiGLU of routed expert j's gate/up rows on the token, written as a prepared
+// input for the down kernel with the fixed σ `act_sigma` (|act| ≤ limit·(limit + 1)).
+// grid (2·inter / 16, k), block 32·splits: the block's warps split one 16-row tile's blocks.
+extern "C" __global__ void __launch_bounds__(256)
+moe1_tc_gate_up(const u8* blocks, const u8* scales, const u16* bias, const u16* xprep,
+                const float* xunscale, const float* router_logits, int experts, int k,
+                u16* act_prep, int h, int inter, float limit, float act_sigma,
+                const u8* down_blocks, const u8* down_scales) {
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    if (threadIdx.x < 32) topk_warp(router_logits, experts, k, sel_e, sel_w);
+    __syncthreads();
+    int j = blockIdx.y, e = sel_e[j];
+    {
+        // The down kernel's rows of this expert, shared among this expert's blocks.
+        u64 rows = (u64)h * inter;
+        if (down_blocks) {
+            prefetch_share(down_blocks + e * rows / 2, rows / 2, blockIdx.x, gridDim.x);
+            prefetch_share(down_scales + e * rows / 32, rows / 32, blockIdx.x, gridDim.x);
+        }
+    }
+    int nb = h / 32, splits = blockDim.x >> 5, warp = threadIdx.x >> 5;
+    int per = (nb + splits - 1) / splits;
+    int b0 = min(nb, warp * per), b1 = min(nb, b0 + per);
+    u64 row0 = (u64)e * 2 * inter + 16 * (u64)blockIdx.x;
+    extern __shared__ __align__(16) u8 tc_smem[];
+    float acc[2];
+    mxfp4_tile_tc(blocks, scales, row0, nb, xprep, b0, b1, tc_smem, acc);
+    tc_reduce(acc);
+    if (warp != 0) return;
+    int lane = threadIdx.x & 31, g = lane >> 2;
+    float un = *xunscale;
+    float y0 = acc[0] * un + bf(bias[row0 + g]), y1 = acc[1] * un + bf(bias[row0 + g + 8]);
+    // Rows 2i (gate) and 2i + 1 (up) sit in lanes 4g and 4g + 4.
+    float u0 = __shfl_down_sync(0xffffffffu, y0, 4), u1 = __shfl_down_sync(0xffffffffu, y1, 4);
+    if ((lane & 7) == 0) {
+        int unit = 8 * blockIdx.x + (g >> 1);
+        u16* out = act_prep + (u64)j * inter * 2;
+        prep_store(out, unit, swiglu(y0, u0, limit), act_sigma);
+        prep_store(out, unit + 4, swiglu(y1, u1, limit), act_sigma);
+    }
+}
+
+// y[j, r] = routed expert j's down row r · act[j] + bias, 16 rows a block; the last of the k
+// blocks of a row tile then adds Σ_j weight_j · y[j, r] to the residual x in routing order.
+// grid (h / 16, k), block 32·splits; `counters` (h / 16) start and end at 0.
+extern "C" __global__ void __launch_bounds__(256)
+moe1_tc_down(const u8* blocks, const u8* scales, const u16* bias, const u16* act_prep,
+             float act_unscale, const float* router_logits, int experts, int k, float* y,
+             float* x, int* counters, int h, int inter, const u8* pf, u64 pf_bytes) {
+    __shared__ int sel_e[32];
+    __shared__ float sel_w[32];
+    __shared__ int last;
+    prefetch_grid(pf, pf_bytes);
+    if (threadIdx.x < 32) topk_warp(router_logits, experts, k, sel_e, sel_w);
+    __syncthreads();
+    int j = blockIdx.y, e = sel_e[j];
+    int nb = inter / 32, splits = blockDim.x >> 5, warp = threadIdx.x >> 5;
+    int per = (nb + splits - 1) / splits;
+    int b0 = min(nb, warp * per), b1 = min(nb, b0 + per);
+    u64 row0 = (u64)e * h + 16 * (u64)blockIdx.x;
+    extern __shared__ __align__(16) u8 tc_smem[];
+    float acc[2];
+    mxfp4_tile_tc(blocks, scales, row0, nb, act_prep + (u64)j * inter * 2, b0, b1, tc_smem,
+                  acc);
+    tc_reduce(acc);
+    int lane = threadIdx.x & 31, g = lane >> 2;
+    int r = 16 * blockIdx.x + g;
+    if (warp == 0 && (lane & 3) == 0) {
+        y[(u64)j * h + r] = acc[0] * act_unscale + bf(bias[row0 + g]);
+        y[(u64)j * h + r + 8] = acc[1] * act_unscale + bf(bias[row0 + g + 8]);
+    }
+    // One fence per block: the barrier orders the block's writes before thread 0's fence,
+    // which releases them all with the count (fences are cumulative); the last block's
+    // thread 0 fences again before its barrier releases the reads (through L2, __ldcg).
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(&counters[blockIdx.x], 1) == k - 1;
+        if (last) {
+            counters[blockIdx.x] = 0;
+            __threadfence();
+        }
+    }
+    __syncthreads();
+    if (!last) return;
+    if (threadIdx.x < 16) {
+        int rr = 16 * blockIdx.x + threadIdx.x;
+        float s = 0.f;
+        for (int q = 0; q < k; q++) s += sel_w[q] * __ldcg(&y[(u64)q * h + rr]);
+        x[rr] += s;
+    }
+}
 
 // Attention for steps whose sequences each add one token: RoPE, the KV write and the split
 // merge folded in. Block (t, g, z) rotates its group's query heads itself; the block whose
@@ -1067,16 +1423,19 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
     if (lane == 0) { o[0] = m; o[1] = l; }
     o[2 + lane] = acc0;
     o[2 + lane + 32] = acc1;
-    __threadfence();
+    // One fence per block, as in moe1_tc_down.
     __syncthreads();
     int* counter = counters + t * kv_heads + g;
     if (threadIdx.x == 0) {
+        __threadfence();
         last = atomicAdd(counter, 1) == splits - 1;
-        if (last) *counter = 0;
+        if (last) {
+            *counter = 0;
+            __threadfence();
+        }
     }
     __syncthreads();
     if (!last) return;
-    __threadfence();
     // Merge: warp = query head, lane = dims lane and lane + 32.
     const float* pp = partial + ((u64)t * heads + hq) * splits * (HEAD_DIM + 2);
     float sink = bf(sinks[hq]);
