@@ -59,6 +59,27 @@ __device__ float block_sum(float v, float* scratch) {
     return warp_sum(t);
 }
 
+// Whether this block is the last of `blocks` to finish a shared piece of work, after its
+// writes (every thread's, before the call) are visible device-wide; the counter goes back to
+// 0 for the next launch. One fence per block: the barrier orders the block's writes before
+// thread 0's fence, which releases them all with the count (fences are cumulative); the last
+// block's thread 0 fences again before the barrier lets its threads read the others' writes
+// (through L2: __ldcg).
+__device__ bool last_to_arrive(int* counter, int blocks) {
+    __shared__ int last;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(counter, 1) == blocks - 1;
+        if (last) {
+            *counter = 0;
+            __threadfence();
+        }
+    }
+    __syncthreads();
+    return last;
+}
+
 __device__ __forceinline__ float swiglu(float g, float u, float limit) {
     g = fminf(g, limit);
     u = fminf(fmaxf(u, -limit), limit);
@@ -1287,7 +1308,6 @@ moe1_tc_down(const u8* blocks, const u8* scales, const u16* bias, const u16* act
              float* x, int* counters, int h, int inter, const u8* pf, u64 pf_bytes) {
     __shared__ int sel_e[32];
     __shared__ float sel_w[32];
-    __shared__ int last;
     prefetch_grid(pf, pf_bytes);
     if (threadIdx.x < 32) topk_warp(router_logits, experts, k, sel_e, sel_w);
     __syncthreads();
@@ -1307,20 +1327,7 @@ moe1_tc_down(const u8* blocks, const u8* scales, const u16* bias, const u16* act
         y[(u64)j * h + r] = acc[0] * act_unscale + bf(bias[row0 + g]);
         y[(u64)j * h + r + 8] = acc[1] * act_unscale + bf(bias[row0 + g + 8]);
     }
-    // One fence per block: the barrier orders the block's writes before thread 0's fence,
-    // which releases them all with the count (fences are cumulative); the last block's
-    // thread 0 fences again before its barrier releases the reads (through L2, __ldcg).
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(&counters[blockIdx.x], 1) == k - 1;
-        if (last) {
-            counters[blockIdx.x] = 0;
-            __threadfence();
-        }
-    }
-    __syncthreads();
-    if (!last) return;
+    if (!last_to_arrive(&counters[blockIdx.x], k)) return;
     if (threadIdx.x < 16) {
         int rr = 16 * blockIdx.x + threadIdx.x;
         float s = 0.f;
@@ -1345,7 +1352,6 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
     __shared__ float vs[PAGE][HEAD_DIM];
     __shared__ float qs[32][HEAD_DIM];
     __shared__ float cs[HEAD_DIM / 2], sn[HEAD_DIM / 2];
-    __shared__ int last;
     prefetch_grid(pf, pf_bytes);
     int t = blockIdx.x, g = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     int group = heads / kv_heads;
@@ -1423,19 +1429,7 @@ extern "C" __global__ void attention_decode(const float* qkv, float* pool, const
     if (lane == 0) { o[0] = m; o[1] = l; }
     o[2 + lane] = acc0;
     o[2 + lane + 32] = acc1;
-    // One fence per block, as in moe1_tc_down.
-    __syncthreads();
-    int* counter = counters + t * kv_heads + g;
-    if (threadIdx.x == 0) {
-        __threadfence();
-        last = atomicAdd(counter, 1) == splits - 1;
-        if (last) {
-            *counter = 0;
-            __threadfence();
-        }
-    }
-    __syncthreads();
-    if (!last) return;
+    if (!last_to_arrive(counters + t * kv_heads + g, splits)) return;
     // Merge: warp = query head, lane = dims lane and lane + 32.
     const float* pp = partial + ((u64)t * heads + hq) * splits * (HEAD_DIM + 2);
     float sink = bf(sinks[hq]);
