@@ -587,6 +587,23 @@ impl CudaBackend {
         }
     }
 
+    /// What layer `l`'s batch-1 expert kernels fetch into L2, as switched on: the down
+    /// matrix (blocks, scales; the gate/up kernel takes the routed experts' rows of it, null
+    /// for none) and the next layer's q/k/v (the down kernel).
+    fn expert_prefetches(&self, l: usize) -> ((u64, u64), (u64, usize)) {
+        let down = match self.l2_prefetch.down {
+            true => {
+                let (_, blocks, scales) = self.w.layers[l].down.kernel_args();
+                (blocks, scales)
+            }
+            false => (0, 0),
+        };
+        let next_qkv = self.w.layers.get(l + 1).map_or(NO_PREFETCH, |n| {
+            self.prefetch(self.l2_prefetch.qkv, (n.qkv.ptr, n.qkv.bytes()))
+        });
+        (down, next_qkv)
+    }
+
     /// Rows per warp so that one wave of `f`'s blocks (as many as fit on the device at
     /// once) shares `rows`: no second, partial wave.
     fn rows_per_warp(&self, f: &cudarc::driver::CudaFunction, smem: usize, rows: usize) -> usize {
@@ -680,14 +697,7 @@ impl CudaBackend {
         }
         let (_, blocks, scales) = lw.gate_up.kernel_args();
         let (gate_up, down) = (&kk.moe1_gate_up, &kk.moe1_down);
-        let (_, down_blocks, down_scales) = lw.down.kernel_args();
-        let (down_blocks, down_scales) = match self.l2_prefetch.down {
-            true => (down_blocks, down_scales),
-            false => (0, 0),
-        };
-        let next_qkv = self.w.layers.get(l + 1).map_or(NO_PREFETCH, |n| {
-            self.prefetch(self.l2_prefetch.qkv, (n.qkv.ptr, n.qkv.bytes()))
-        });
+        let ((pf_blocks, pf_scales), next_qkv) = self.expert_prefetches(l);
         let ppw = self.rows_per_warp(gate_up, expert_smem(h), inter * k);
         g.launch(
             gate_up,
@@ -709,8 +719,8 @@ impl CudaBackend {
                 I(inter as i32),
                 F(cfg.swiglu_limit),
                 I(ppw as i32),
-                P(down_blocks),
-                P(down_scales),
+                P(pf_blocks),
+                P(pf_scales),
             ],
         )?;
         let (_, blocks, scales) = lw.down.kernel_args();
@@ -759,10 +769,7 @@ impl CudaBackend {
         );
         let (_, blocks, scales) = lw.gate_up.kernel_args();
         let (_, down_blocks, down_scales) = lw.down.kernel_args();
-        let (pf_blocks, pf_scales) = match self.l2_prefetch.down {
-            true => (down_blocks, down_scales),
-            false => (0, 0),
-        };
+        let ((pf_blocks, pf_scales), next_qkv) = self.expert_prefetches(l);
         g.launch(
             &kk.moe1_tc_gate_up,
             ((2 * inter / 16) as u32, k as u32, 1),
@@ -786,9 +793,6 @@ impl CudaBackend {
                 P(pf_scales),
             ],
         )?;
-        let next_qkv = self.w.layers.get(l + 1).map_or(NO_PREFETCH, |n| {
-            self.prefetch(self.l2_prefetch.qkv, (n.qkv.ptr, n.qkv.bytes()))
-        });
         g.launch(
             &kk.moe1_tc_down,
             ((h / 16) as u32, k as u32, 1),
