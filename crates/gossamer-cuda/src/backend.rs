@@ -1307,6 +1307,10 @@ impl CudaBackend {
     }
 }
 
+/// Warps that may split one tile of the tensor-core expert kernels (`TC_MAX_SPLITS` in
+/// kernels.cu: the size of their reduction buffer).
+const TC_MAX_SPLITS: usize = 8;
+
 /// The batch-1 experts on tensor cores (`moe1_tc_*` in kernels.cu): how many warps split
 /// each 16-row tile, and the fixed power-of-two scale of the activations fed to `down`.
 #[derive(Clone, Copy, Debug)]
@@ -1354,7 +1358,7 @@ impl TensorCoreExperts {
         let splits = |tiles: usize, blocks: usize| {
             (sms * per_sm)
                 .div_ceil(tiles)
-                .clamp(1, 8)
+                .clamp(1, TC_MAX_SPLITS)
                 .min(blocks.div_ceil(8).max(1))
         };
         Some(TensorCoreExperts {
